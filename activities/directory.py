@@ -1,0 +1,86 @@
+"""The partner directory (marketing profiles) and the activity that looks contacts up."""
+
+import json
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, EmailStr
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from workflows.models import ContactLookup, Id, PartnerContact, Text
+
+
+class Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    region: Id
+    location: Text | None = None
+    contact_name: Text
+    contact_email: EmailStr
+
+
+class Partner(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Id
+    name: Text
+    profiles: list[Profile]
+
+
+class Directory(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    partners: list[Partner]
+
+    def contact_for(self, lookup: ContactLookup) -> PartnerContact:
+        """The profile for the region and location, else the region-wide one."""
+        partner = next((p for p in self.partners if p.id == lookup.partner_id), None)
+        if partner is None:
+            raise ApplicationError(
+                f"unknown partner {lookup.partner_id!r}", type="PartnerNotFound", non_retryable=True
+            )
+        in_region = [p for p in partner.profiles if p.region == lookup.region]
+        exact = [p for p in in_region if lookup.location and p.location == lookup.location]
+        region_wide = [p for p in in_region if p.location is None]
+        if not exact and not region_wide:
+            where = lookup.region + (f"/{lookup.location}" if lookup.location else "")
+            raise ApplicationError(
+                f"partner {lookup.partner_id!r} does not serve {where}",
+                type="RegionNotServed",
+                non_retryable=True,
+            )
+        profile = (exact or region_wide)[0]
+        return PartnerContact(
+            partner_id=partner.id,
+            partner_name=partner.name,
+            contact_name=profile.contact_name,
+            contact_email=profile.contact_email,
+            region=profile.region,
+            location=profile.location,
+        )
+
+
+class DirectoryFile:
+    """The directory's JSON file, read again whenever it changes on disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._cached: tuple[tuple[int, int], Directory] | None = None
+
+    def load(self) -> Directory:
+        stat = os.stat(self.path)
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if self._cached is None or self._cached[0] != stamp:
+            directory = Directory.model_validate(json.loads(self.path.read_bytes()))
+            self._cached = (stamp, directory)
+        return self._cached[1]
+
+
+class DirectoryActivities:
+    def __init__(self, directory: DirectoryFile) -> None:
+        self._directory = directory
+
+    @activity.defn(name="look_up_contact")
+    def look_up_contact(self, lookup: ContactLookup) -> PartnerContact:
+        return self._directory.load().contact_for(lookup)

@@ -1,0 +1,1 @@
+"""Starting and driving referrals: settings, the Temporal client and the `referrals` command."""

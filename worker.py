@@ -1,0 +1,74 @@
+"""The referral worker: `python worker.py` runs it until SIGINT or SIGTERM."""
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.directory import DirectoryActivities, DirectoryFile
+from activities.email import EmailActivities
+from activities.mailers import Mailer, OutboxMailer, SendGridMailer
+from starter.client import connect
+from starter.settings import Settings
+from workflows import TASK_QUEUE
+from workflows.referral import ReferralWorkflow
+
+# Validation libraries that pydantic imports lazily: load them once, not in every sandbox.
+SANDBOX = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator", "idna")
+)
+
+
+def build_mailer(settings: Settings) -> Mailer:
+    if settings.sendgrid_api_key:
+        return SendGridMailer(
+            settings.sendgrid_api_key.get_secret_value(),
+            settings.sendgrid_from,
+            host=settings.sendgrid_api_host,
+        )
+    return OutboxMailer(settings.outbox_dir, settings.sendgrid_from)
+
+
+def build_worker(
+    client: Client, settings: Settings, executor: ThreadPoolExecutor, task_queue: str = TASK_QUEUE
+) -> Worker:
+    directory = DirectoryFile(settings.partner_directory)
+    directory.load()  # a missing or malformed directory stops the worker at start, clearly
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[ReferralWorkflow],
+        activities=[
+            DirectoryActivities(directory).look_up_contact,
+            EmailActivities(build_mailer(settings)).send_email,
+        ],
+        activity_executor=executor,
+        workflow_runner=SANDBOX,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings()
+    client = await connect(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        async with build_worker(client, settings, executor):
+            logging.info(
+                "Worker polling task queue %r on %s", TASK_QUEUE, settings.temporal_address
+            )
+            await stop.wait()
+            logging.info("Shutting down: finishing in-flight activities")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,308 @@
+"""The referral state machine: pure and deterministic, no I/O and no clock of its own.
+
+Rules, read top to bottom:
+
+- New: ``interested`` -> Evaluating; ``no_thanks`` -> Skipped; the respond deadline
+  (``received_at + respond_within``) -> Missed. While still New, one reminder goes to the
+  partner at ``received_at + remind_after``, unless that falls at or after the respond
+  deadline or before the referral started (the lead itself is then the news).
+- Evaluating: ``accept`` (deal value, currency, close date not in the past) -> Negotiating;
+  ``decline`` -> Declined; the decide deadline (entering Evaluating + ``decide_within``) ->
+  Expired.
+- Negotiating: ``won`` -> Won; ``lost`` -> Lost. No deadline.
+- Skipped, Missed, Declined and Expired email the customer to choose another partner.
+- A deadline transition takes effect at the deadline, whenever it is processed; an action
+  processed before it wins, and once the referral is closed every action is refused.
+
+The caller passes the time in and receives effects (emails) to carry out; a refused action
+raises ``ActionRejected``, which names the action, the state and the allowed actions.
+"""
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from workflows.models import (
+    PAYLOAD_TYPES,
+    AcceptPayload,
+    Action,
+    ActionPayload,
+    Cause,
+    DeadlineKind,
+    DeadlineView,
+    Deal,
+    EmailKind,
+    EmailOutcome,
+    EmailRecord,
+    EmailRequest,
+    Overview,
+    PartnerContact,
+    ReasonPayload,
+    RejectedAction,
+    Rfi,
+    Status,
+    StatusView,
+    Transition,
+    WonPayload,
+    referral_workflow_id,
+)
+
+TRANSITIONS: Mapping[tuple[Status, Action], Status] = {
+    (Status.NEW, Action.INTERESTED): Status.EVALUATING,
+    (Status.NEW, Action.NO_THANKS): Status.SKIPPED,
+    (Status.EVALUATING, Action.ACCEPT): Status.NEGOTIATING,
+    (Status.EVALUATING, Action.DECLINE): Status.DECLINED,
+    (Status.NEGOTIATING, Action.WON): Status.WON,
+    (Status.NEGOTIATING, Action.LOST): Status.LOST,
+}
+
+DEADLINES: Mapping[Status, tuple[DeadlineKind, Status]] = {
+    Status.NEW: (DeadlineKind.RESPOND, Status.MISSED),
+    Status.EVALUATING: (DeadlineKind.DECIDE, Status.EXPIRED),
+}
+
+REROUTE_STATUSES = frozenset({Status.SKIPPED, Status.MISSED, Status.DECLINED, Status.EXPIRED})
+CLOSED_STATUSES = REROUTE_STATUSES | {Status.WON, Status.LOST}
+
+
+def allowed_actions(status: Status) -> list[Action]:
+    return [action for (state, action) in TRANSITIONS if state == status]
+
+
+class ActionRejected(Exception):
+    """An action the referral cannot take now: wrong state, closed, or a bad payload."""
+
+    def __init__(self, action: str, status: Status, reason: str) -> None:
+        self.action = action
+        self.status = status
+        self.reason = reason
+        self.allowed_actions = [str(a) for a in allowed_actions(status)]
+        allowed = ", ".join(self.allowed_actions) or "none, the referral is closed"
+        super().__init__(
+            f"{action!r} rejected: the referral is {status}; allowed actions: {allowed}; {reason}"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "status": str(self.status),
+            "allowed_actions": self.allowed_actions,
+            "reason": self.reason,
+        }
+
+
+def _first_error(error: ValidationError) -> str:
+    detail = error.errors()[0]
+    where = ".".join(str(part) for part in detail["loc"])
+    return f"invalid payload: {where + ': ' if where else ''}{detail['msg']}"
+
+
+class Referral:
+    """One referral's state. Methods that change it return the emails to send."""
+
+    def __init__(self, rfi: Rfi, partner_id: str) -> None:
+        self.rfi = rfi
+        self.partner_id = partner_id
+        self.referral_id = referral_workflow_id(rfi.id, partner_id)
+        self.status = Status.NEW
+        self.partner: PartnerContact | None = None
+        self.started_at: datetime | None = None
+        self.entered_at = rfi.received_at
+        self.first_response_at: datetime | None = None
+        self.deal: Deal | None = None
+        self.transitions: list[Transition] = []
+        self.rejected_actions: list[RejectedAction] = []
+        self.emails: list[EmailRecord] = []
+        self.reminder_pending = False
+
+    # --- Reading ------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self.status in CLOSED_STATUSES
+
+    @property
+    def deadline(self) -> DeadlineView | None:
+        if self.status not in DEADLINES:
+            return None
+        kind, _ = DEADLINES[self.status]
+        within = (
+            self.rfi.deadlines.respond_within
+            if kind is DeadlineKind.RESPOND
+            else self.rfi.deadlines.decide_within
+        )
+        return DeadlineView(kind=kind, due_at=self.entered_at + within)
+
+    @property
+    def reminder_at(self) -> datetime:
+        return self.rfi.received_at + self.rfi.deadlines.remind_after
+
+    def next_wakeup(self) -> datetime | None:
+        """The next moment at which ``fire_due`` has something to do, if any."""
+        deadline = self.deadline
+        times = [deadline.due_at] if deadline else []
+        if self.reminder_pending:
+            times.append(self.reminder_at)
+        return min(times, default=None)
+
+    def view(self) -> StatusView:
+        rfi = self.rfi
+        return StatusView(
+            rfi_id=rfi.id,
+            partner_id=self.partner_id,
+            status=self.status,
+            region=rfi.region,
+            location=rfi.location,
+            received_at=rfi.received_at,
+            first_response_at=self.first_response_at,
+            deadline=self.deadline,
+            overview=Overview(
+                need=rfi.need,
+                company_size=rfi.company_size,
+                region=rfi.region,
+                location=rfi.location,
+            ),
+            customer=None if self.status is Status.NEW else rfi.customer,
+            deal=self.deal,
+            transitions=list(self.transitions),
+            rejected_actions=list(self.rejected_actions),
+            emails=list(self.emails),
+        )
+
+    # --- Changing -----------------------------------------------------------------------
+
+    def start(self, partner: PartnerContact, now: datetime) -> list[EmailRequest]:
+        """The partner's contact is known: send the lead, or miss at once if already late."""
+        self.partner = partner
+        self.started_at = now
+        if now >= self._due_at:
+            return self.fire_due(now)
+        self.reminder_pending = now < self.reminder_at < self._due_at
+        return [self._email(EmailKind.LEAD, partner.contact_email, due_at=self._due_at)]
+
+    def validate(self, action: str, argument: Any, now: datetime) -> ActionPayload:
+        """The typed payload if ``action`` may be taken now; raises ``ActionRejected``."""
+        try:
+            name = Action(action)
+        except ValueError:
+            raise ActionRejected(action, self.status, "unknown action") from None
+        if self.closed:
+            raise ActionRejected(action, self.status, f"the referral is closed ({self.status})")
+        if (self.status, name) not in TRANSITIONS:
+            raise ActionRejected(action, self.status, f"not allowed while {self.status}")
+        try:
+            payload = PAYLOAD_TYPES[name].model_validate({} if argument is None else argument)
+        except ValidationError as error:
+            raise ActionRejected(action, self.status, _first_error(error)) from None
+        if isinstance(payload, AcceptPayload) and payload.estimated_close_date < now.date():
+            raise ActionRejected(
+                action, self.status, "invalid payload: estimated_close_date is in the past"
+            )
+        return payload
+
+    def act(self, action: str, argument: Any, now: datetime) -> list[EmailRequest]:
+        payload = self.validate(action, argument, now)
+        name = Action(action)
+        if self.first_response_at is None:
+            self.first_response_at = now
+        if isinstance(payload, AcceptPayload):
+            self.deal = Deal(
+                estimated_deal_value=payload.estimated_deal_value,
+                currency=str(payload.currency),
+                estimated_close_date=payload.estimated_close_date,
+            )
+        if isinstance(payload, WonPayload) and self.deal and payload.final_deal_value:
+            self.deal = self.deal.model_copy(update={"final_deal_value": payload.final_deal_value})
+        reason = payload.reason if isinstance(payload, ReasonPayload) else None
+        target = TRANSITIONS[(self.status, name)]
+        return self._transition(target, now, now, Cause(kind="action", name=name), reason)
+
+    def reject(self, action: str, now: datetime, reason: str) -> None:
+        self.rejected_actions.append(
+            RejectedAction(action=action, at=now, status=self.status, reason=reason)
+        )
+
+    def fire_due(self, now: datetime) -> list[EmailRequest]:
+        """Send the reminder and apply the deadline whose time has come by ``now``."""
+        emails: list[EmailRequest] = []
+        if self.reminder_pending and now >= self.reminder_at and self.status is Status.NEW:
+            self.reminder_pending = False
+            emails.append(
+                self._email(EmailKind.REMINDER, self._contact.contact_email, due_at=self._due_at)
+            )
+        deadline = self.deadline
+        if deadline is not None and now >= deadline.due_at:
+            _, target = DEADLINES[self.status]
+            cause = Cause(kind="deadline", name=deadline.kind)
+            emails += self._transition(target, deadline.due_at, now, cause, None)
+        return emails
+
+    def record_email(self, email_id: str, outcome: EmailOutcome, error: str | None = None) -> None:
+        self.emails = [
+            record.model_copy(update={"outcome": outcome, "error": error})
+            if record.id == email_id
+            else record
+            for record in self.emails
+        ]
+
+    # --- Internals ----------------------------------------------------------------------
+
+    def _transition(
+        self,
+        target: Status,
+        effective_at: datetime,
+        processed_at: datetime,
+        cause: Cause,
+        reason: str | None,
+    ) -> list[EmailRequest]:
+        self.transitions.append(
+            Transition(
+                seq=len(self.transitions) + 1,
+                from_=self.status,
+                to=target,
+                effective_at=effective_at,
+                processed_at=processed_at,
+                cause=cause,
+                reason=reason,
+            )
+        )
+        self.status = target
+        self.entered_at = effective_at
+        self.reminder_pending = self.reminder_pending and target is Status.NEW
+        if target is Status.EVALUATING:
+            return [
+                self._email(EmailKind.DETAILS, self._contact.contact_email, due_at=self._due_at)
+            ]
+        if target in REROUTE_STATUSES:
+            return [self._email(EmailKind.REROUTE, self.rfi.customer.email, reason=reason)]
+        return []
+
+    def _email(
+        self, kind: EmailKind, to: str, *, due_at: datetime | None = None, reason: str | None = None
+    ) -> EmailRequest:
+        email_id = f"{self.referral_id}.{len(self.emails) + 1}-{kind}"
+        self.emails.append(EmailRecord(id=email_id, kind=kind, to=to, outcome=EmailOutcome.PENDING))
+        return EmailRequest(
+            id=email_id,
+            kind=kind,
+            to=to,
+            status=self.status,
+            rfi=self.rfi,
+            partner=self._contact,
+            due_at=due_at,
+            reason=reason,
+        )
+
+    @property
+    def _contact(self) -> PartnerContact:
+        if self.partner is None:
+            raise RuntimeError("the referral has not started: its partner contact is unknown")
+        return self.partner
+
+    @property
+    def _due_at(self) -> datetime:
+        deadline = self.deadline
+        if deadline is None:
+            raise RuntimeError(f"no deadline runs while {self.status}")
+        return deadline.due_at

@@ -1,0 +1,271 @@
+"""The referral domain's wire types, shared by the workflow, activities, command and tests.
+
+Everything other systems send or read is defined here: the workflow input, the
+action payloads, the status view and the activity inputs. Times are ISO 8601
+with an offset and are kept in UTC; money is an exact ``Decimal`` (a JSON
+number or a decimal string in, a decimal string out); dates are ``YYYY-MM-DD``.
+"""
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+)
+from pydantic_extra_types.currency_code import ISO4217
+
+
+class Status(StrEnum):
+    NEW = "New"
+    EVALUATING = "Evaluating"
+    NEGOTIATING = "Negotiating"
+    WON = "Won"
+    LOST = "Lost"
+    SKIPPED = "Skipped"
+    MISSED = "Missed"
+    DECLINED = "Declined"
+    EXPIRED = "Expired"
+
+
+class Action(StrEnum):
+    INTERESTED = "interested"
+    NO_THANKS = "no_thanks"
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    WON = "won"
+    LOST = "lost"
+
+
+class DeadlineKind(StrEnum):
+    RESPOND = "respond"
+    DECIDE = "decide"
+
+
+class EmailKind(StrEnum):
+    LEAD = "lead"
+    REMINDER = "reminder"
+    DETAILS = "details"
+    REROUTE = "reroute"
+
+
+class EmailOutcome(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _iso_date_only(value: Any) -> Any:
+    # Lax pydantic would also take timestamps and datetimes; the contract is YYYY-MM-DD.
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("expected a date as YYYY-MM-DD")
+    if not isinstance(value, str | date):
+        raise ValueError("expected a date as YYYY-MM-DD")
+    return value
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+IsoDate = Annotated[date, BeforeValidator(_iso_date_only)]
+Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+Money = Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=4, allow_inf_nan=False)]
+PositiveDuration = Annotated[timedelta, Field(gt=timedelta(0))]
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, serialize_by_alias=True, validate_by_name=True
+    )
+
+
+def referral_workflow_id(rfi_id: str, partner_id: str) -> str:
+    return f"referral-{rfi_id}-{partner_id}"
+
+
+# --- Workflow input -------------------------------------------------------------------------
+
+
+class Customer(WireModel):
+    name: Text
+    company: Text
+    email: EmailStr
+    phone: Text | None = None
+
+
+class Deadlines(WireModel):
+    respond_within: PositiveDuration = timedelta(hours=72)
+    decide_within: PositiveDuration = timedelta(days=7)
+    remind_after: PositiveDuration = timedelta(hours=24)
+
+
+class Rfi(WireModel):
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+    id: Id
+    received_at: UtcDatetime
+    region: Id
+    location: Text | None = None
+    need: LongText
+    company_size: Text
+    customer: Customer
+    deadlines: Deadlines = Deadlines()
+
+
+class ReferralInput(WireModel):
+    rfi: Rfi
+    partner_id: Id
+
+    @property
+    def workflow_id(self) -> str:
+        return referral_workflow_id(self.rfi.id, self.partner_id)
+
+
+# --- Action payloads ------------------------------------------------------------------------
+
+
+class ActionPayload(WireModel):
+    """An action's JSON argument; the base class is the empty payload of ``interested``."""
+
+
+class ReasonPayload(ActionPayload):
+    reason: LongText | None = None
+
+
+class AcceptPayload(ActionPayload):
+    estimated_deal_value: Money
+    currency: ISO4217
+    estimated_close_date: IsoDate
+
+
+class WonPayload(ActionPayload):
+    final_deal_value: Money | None = None
+
+
+PAYLOAD_TYPES: dict[Action, type[ActionPayload]] = {
+    Action.INTERESTED: ActionPayload,
+    Action.NO_THANKS: ReasonPayload,
+    Action.ACCEPT: AcceptPayload,
+    Action.DECLINE: ReasonPayload,
+    Action.WON: WonPayload,
+    Action.LOST: ReasonPayload,
+}
+
+
+# --- Partner directory and email activities -------------------------------------------------
+
+
+class ContactLookup(WireModel):
+    partner_id: Id
+    region: Id
+    location: str | None = None
+
+
+class PartnerContact(WireModel):
+    partner_id: Id
+    partner_name: Text
+    contact_name: Text
+    contact_email: EmailStr
+    region: Id
+    location: Text | None = None
+
+
+class EmailRequest(WireModel):
+    """One email the lifecycle asked for; ``id`` is stable across retries and replays."""
+
+    id: str
+    kind: EmailKind
+    to: str
+    status: Status
+    rfi: Rfi
+    partner: PartnerContact
+    due_at: UtcDatetime | None = None
+    reason: str | None = None
+
+
+class EmailReceipt(WireModel):
+    id: str
+    delivered_by: str
+    reference: str
+
+
+# --- The status view (query `status`, update results, workflow result) -----------------------
+
+
+class DeadlineView(WireModel):
+    kind: DeadlineKind
+    due_at: UtcDatetime
+
+
+class Overview(WireModel):
+    need: str
+    company_size: str
+    region: str
+    location: str | None
+
+
+class Deal(WireModel):
+    estimated_deal_value: Decimal
+    currency: str
+    estimated_close_date: date
+    final_deal_value: Decimal | None = None
+
+
+class Cause(WireModel):
+    kind: Literal["action", "deadline"]
+    name: str
+
+
+class Transition(WireModel):
+    seq: int
+    from_: Status = Field(alias="from")
+    to: Status
+    effective_at: UtcDatetime
+    processed_at: UtcDatetime
+    cause: Cause
+    reason: str | None = None
+
+
+class RejectedAction(WireModel):
+    action: str
+    at: UtcDatetime
+    status: Status
+    reason: str
+
+
+class EmailRecord(WireModel):
+    id: str
+    kind: EmailKind
+    to: str
+    outcome: EmailOutcome
+    error: str | None = None
+
+
+class StatusView(WireModel):
+    rfi_id: str
+    partner_id: str
+    status: Status
+    region: str
+    location: str | None
+    received_at: UtcDatetime
+    first_response_at: UtcDatetime | None
+    deadline: DeadlineView | None
+    overview: Overview
+    customer: Customer | None
+    deal: Deal | None
+    transitions: list[Transition]
+    rejected_actions: list[RejectedAction]
+    emails: list[EmailRecord]

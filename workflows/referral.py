@@ -1,0 +1,202 @@
+"""ReferralWorkflow: one durable run per (RFI, partner), driving the pure lifecycle.
+
+Actions arrive as signals or as updates under the same names. Both take raw payloads
+and validate them here, so that a malformed or misdirected action is refused and listed
+instead of being dropped by the SDK or failing the workflow task.
+"""
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RawValue, RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from activities.directory import DirectoryActivities
+    from activities.email import EmailActivities
+    from workflows import (
+        PARTNER_KEY,
+        REGION_KEY,
+        RESPOND_BY_KEY,
+        RFI_KEY,
+        STATUS_KEY,
+        WORKFLOW_TYPE,
+    )
+    from workflows.lifecycle import ActionRejected, Referral
+    from workflows.models import (
+        ContactLookup,
+        EmailOutcome,
+        EmailRequest,
+        PartnerContact,
+        ReferralInput,
+        StatusView,
+    )
+
+LOOKUP_RETRY = RetryPolicy(
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=["PartnerNotFound", "RegionNotServed"],
+)
+EMAIL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=5),
+    non_retryable_error_types=["EmailRejected"],
+)
+
+
+def decode_action_argument(args: Sequence[RawValue]) -> Any:
+    """The action's one JSON argument (None when absent), with exact decimals."""
+    if len(args) > 1:
+        raise ValueError(f"expected one JSON argument, got {len(args)}")
+    if not args:
+        return None
+    payload = args[0].payload
+    encoding = payload.metadata.get("encoding", b"").decode()
+    if encoding == "binary/null":
+        return None
+    if encoding != "json/plain":
+        raise ValueError(f"expected a JSON argument, got encoding {encoding!r}")
+    return json.loads(payload.data, parse_float=Decimal)
+
+
+@workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=[ValidationError])
+class ReferralWorkflow:
+    @workflow.init
+    def __init__(self, input: ReferralInput) -> None:
+        self._referral = Referral(input.rfi, input.partner_id)
+        self._started = False
+        self._changes = 0
+        self._published: tuple[str, datetime | None] | None = None
+        self._emails: list[asyncio.Task[None]] = []
+
+    @workflow.run
+    async def run(self, input: ReferralInput) -> StatusView:
+        referral = self._referral
+        workflow.upsert_search_attributes(
+            [
+                RFI_KEY.value_set(input.rfi.id),
+                PARTNER_KEY.value_set(input.partner_id),
+                REGION_KEY.value_set(input.rfi.region),
+            ]
+        )
+        partner = await self._look_up_partner(input)
+        self._started = True
+        self._apply(referral.start(partner, workflow.now()))
+        while not referral.closed:
+            await self._wait_for_change_until(referral.next_wakeup())
+            self._apply(referral.fire_due(workflow.now()))
+        await asyncio.gather(*self._emails)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return referral.view()
+
+    @workflow.query(name="status")
+    def status(self) -> StatusView:
+        return self._referral.view()
+
+    @workflow.signal(dynamic=True)
+    async def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        if not self._started:
+            await workflow.wait_condition(lambda: self._started)
+        now = workflow.now()
+        try:
+            self._apply(self._referral.act(name, self._argument(name, args), now))
+        except ActionRejected as rejected:
+            workflow.logger.warning("Signal refused: %s", rejected)
+            self._referral.reject(name, now, rejected.reason)
+
+    @workflow.update(dynamic=True)
+    async def on_update(self, name: str, args: Sequence[RawValue]) -> StatusView:
+        if not self._started:
+            await workflow.wait_condition(lambda: self._started)
+        try:
+            self._apply(self._referral.act(name, self._argument(name, args), workflow.now()))
+        except ActionRejected as rejected:
+            raise _as_application_error(rejected) from None
+        return self._referral.view()
+
+    @on_update.validator
+    def validate_update(self, name: str, args: Sequence[RawValue]) -> None:
+        try:
+            self._referral.validate(name, self._argument(name, args), workflow.now())
+        except ActionRejected as rejected:
+            raise _as_application_error(rejected) from None
+
+    # --- Internals ----------------------------------------------------------------------
+
+    async def _wait_for_change_until(self, wakeup: datetime | None) -> None:
+        seen = self._changes
+        timeout = None if wakeup is None else (wakeup - workflow.now()).total_seconds()
+        if timeout is None or timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(lambda: self._changes != seen, timeout=timeout)
+
+    def _argument(self, name: str, args: Sequence[RawValue]) -> Any:
+        try:
+            return decode_action_argument(args)
+        except ValueError as error:
+            raise ActionRejected(name, self._referral.status, f"invalid payload: {error}") from None
+
+    def _apply(self, emails: list[EmailRequest]) -> None:
+        """After a change: wake the run loop, send its emails, publish the new state."""
+        self._changes += 1
+        self._emails += [asyncio.create_task(self._send(email)) for email in emails]
+        deadline = self._referral.deadline
+        due_at = deadline.due_at if deadline else None
+        if self._published != (self._referral.status, due_at):
+            self._published = (self._referral.status, due_at)
+            workflow.upsert_search_attributes(
+                [
+                    STATUS_KEY.value_set(self._referral.status),
+                    RESPOND_BY_KEY.value_set(due_at) if due_at else RESPOND_BY_KEY.value_unset(),
+                ]
+            )
+
+    async def _look_up_partner(self, input: ReferralInput) -> PartnerContact:
+        lookup = ContactLookup(
+            partner_id=input.partner_id, region=input.rfi.region, location=input.rfi.location
+        )
+        try:
+            return await workflow.execute_activity_method(
+                DirectoryActivities.look_up_contact,
+                lookup,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=LOOKUP_RETRY,
+            )
+        except ActivityError as error:
+            cause = error.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(error)
+            raise ApplicationError(
+                f"Referral {input.workflow_id} cannot start: {message}",
+                type=cause.type if isinstance(cause, ApplicationError) else "LookupFailed",
+                non_retryable=True,
+            ) from error
+
+    async def _send(self, email: EmailRequest) -> None:
+        try:
+            await workflow.execute_activity_method(
+                EmailActivities.send_email,
+                email,
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(hours=24),
+                retry_policy=EMAIL_RETRY,
+            )
+        except ActivityError as error:
+            cause = error.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(error)
+            workflow.logger.warning("Email %s failed: %s", email.id, message)
+            self._referral.record_email(email.id, EmailOutcome.FAILED, message)
+        else:
+            self._referral.record_email(email.id, EmailOutcome.SENT)
+
+
+def _as_application_error(rejected: ActionRejected) -> ApplicationError:
+    return ApplicationError(
+        str(rejected), rejected.details(), type="ActionRejected", non_retryable=True
+    )
