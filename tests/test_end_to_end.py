@@ -1,0 +1,284 @@
+"""End to end on the dev server: `python worker.py`, the `referrals` command, the outbox."""
+
+import asyncio
+import email
+import email.policy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from tests.conftest import ROOT, SAMPLES, rfi_data
+from workflows import RESPOND_BY_KEY, STATUS_KEY
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def outbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("outbox")
+
+
+@pytest.fixture(scope="module")
+def environment(dev_env: WorkflowEnvironment, outbox: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": dev_env.client.namespace,
+        "REFERRALS_OUTBOX_DIR": str(outbox),
+        "REFERRALS_PARTNER_DIRECTORY": str(SAMPLES / "partners.json"),
+    }
+
+
+@pytest.fixture(scope="module")
+def worker_process(environment: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+    """worker.py itself, as `python worker.py` runs it."""
+    child = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=environment, cwd=ROOT)
+    yield child
+    if child.poll() is None:
+        child.kill()
+        child.wait()
+
+
+def referrals(
+    environment: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "referrals"), *args],
+        env=environment,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def write_rfi(tmp_path: Path, **changes: Any) -> tuple[str, Path]:
+    data = rfi_data(received_at=datetime.now(UTC).isoformat(), **changes)
+    path = tmp_path / "rfi.json"
+    path.write_text(json.dumps(data))
+    return str(data["id"]), path
+
+
+def wait_for(check: Any, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+def test_submit_act_status_list_and_emails(
+    environment: dict[str, str],
+    worker_process: subprocess.Popen[bytes],
+    tmp_path: Path,
+    outbox: Path,
+) -> None:
+    rfi_id, path = write_rfi(tmp_path)
+    out = ok(
+        referrals(environment, "submit", str(path), "--partners", "acme-consulting,globex,initech")
+    )
+    assert "3 started, 0 already existed" in out
+
+    again = ok(
+        referrals(
+            environment,
+            "submit",
+            str(path),
+            "--partners",
+            "acme-consulting,globex,initech,umbrella",
+            "--json",
+        )
+    )
+    summary = json.loads(again)
+    assert sorted(summary["existing"]) == [
+        f"referral-{rfi_id}-{p}" for p in ("acme-consulting", "globex", "initech")
+    ]
+    assert summary["started"] == [f"referral-{rfi_id}-umbrella"]
+
+    interested = json.loads(
+        ok(referrals(environment, "act", rfi_id, "acme-consulting", "interested"))
+    )
+    assert interested["status"] == "Evaluating"
+    assert interested["customer"]["email"] == "maria.lopez@lopez-logistics.example"
+    close = (datetime.now(UTC) + timedelta(days=40)).date().isoformat()
+    accepted = json.loads(
+        ok(
+            referrals(
+                environment,
+                "act",
+                rfi_id,
+                "acme-consulting",
+                "accept",
+                "--deal-value",
+                "98000.50",
+                "--currency",
+                "EUR",
+                "--close-date",
+                close,
+            )
+        )
+    )
+    assert accepted["status"] == "Negotiating"
+    assert accepted["deal"] == {
+        "estimated_deal_value": "98000.50",
+        "currency": "EUR",
+        "estimated_close_date": close,
+        "final_deal_value": None,
+    }
+    ok(referrals(environment, "act", rfi_id, "globex", "no_thanks", "--reason", "Busy"))
+
+    refused = referrals(
+        environment,
+        "act",
+        rfi_id,
+        "initech",
+        "accept",
+        "--deal-value",
+        "5",
+        "--currency",
+        "EUR",
+        "--close-date",
+        close,
+    )
+    assert refused.returncode == 1
+    assert "New" in refused.stderr
+    assert "interested, no_thanks" in refused.stderr
+    assert refused.stderr.count("\n") == 1
+
+    closed = referrals(environment, "act", rfi_id, "globex", "interested")
+    assert closed.returncode == 1
+    assert "closed (Skipped)" in closed.stderr
+
+    everyone = referrals(environment, "status", rfi_id)
+    views = json.loads(ok(everyone))
+    assert [(v["partner_id"], v["status"]) for v in views] == [
+        ("acme-consulting", "Negotiating"),
+        ("globex", "Skipped"),
+        ("initech", "New"),
+    ]
+    assert f"referral-{rfi_id}-umbrella" in everyone.stderr
+    assert "does not serve emea/Berlin" in everyone.stderr
+    one = json.loads(ok(referrals(environment, "status", rfi_id, "initech")))
+    assert one["status"] == "New"
+    assert one["customer"] is None
+    assert one["deadline"]["kind"] == "respond"
+
+    listed = wait_for(
+        lambda: json.loads(
+            ok(referrals(environment, "list", "--rfi", rfi_id, "--status", "Negotiating", "--json"))
+        )
+    )
+    assert [(r["partner_id"], r["region"]) for r in listed] == [("acme-consulting", "emea")]
+    table = ok(referrals(environment, "list", "--partner", "globex", "--rfi", rfi_id))
+    assert "Skipped" in table
+
+    files = wait_for(
+        lambda: (
+            sorted(p.name for p in outbox.glob(f"referral-{rfi_id}-*.eml"))
+            if len(list(outbox.glob(f"referral-{rfi_id}-*.eml"))) >= 5
+            else None
+        )
+    )
+    assert files is not None
+    assert f"referral-{rfi_id}-acme-consulting.2-details.eml" in files
+    assert f"referral-{rfi_id}-globex.2-reroute.eml" in files
+    reroute = email.message_from_bytes(
+        (outbox / f"referral-{rfi_id}-globex.2-reroute.eml").read_bytes(),
+        policy=email.policy.default,
+    )
+    assert reroute["To"] == "maria.lopez@lopez-logistics.example"
+    assert reroute.get_content_type() == "multipart/alternative"
+
+
+async def test_search_attributes_are_kept_current_for_operators(
+    dev_env: WorkflowEnvironment,
+    environment: dict[str, str],
+    worker_process: subprocess.Popen[bytes],
+    tmp_path: Path,
+) -> None:
+    rfi_id, path = write_rfi(tmp_path)
+    ok(referrals(environment, "submit", str(path), "--partners", "acme-consulting,initech"))
+    ok(referrals(environment, "act", rfi_id, "acme-consulting", "interested"))
+    client: Client = dev_env.client
+    query = (
+        f"RfiId = '{rfi_id}' AND PartnerId = 'acme-consulting' AND Region = 'emea' "
+        "AND ReferralStatus = 'Evaluating'"
+    )
+    for _ in range(100):
+        found = [w async for w in client.list_workflows(query)]
+        if found:
+            break
+        await asyncio.sleep(0.1)
+    assert len(found) == 1
+    respond_by = found[0].typed_search_attributes.get(RESPOND_BY_KEY)
+    assert respond_by is not None
+    assert respond_by > datetime.now(UTC) + timedelta(days=6)
+    new = [w async for w in client.list_workflows(f"RfiId = '{rfi_id}' AND PartnerId = 'initech'")]
+    assert new[0].typed_search_attributes.get(STATUS_KEY) == "New"
+
+
+def test_command_errors_are_one_line(environment: dict[str, str], tmp_path: Path) -> None:
+    unreachable = {**environment, "TEMPORAL_ADDRESS": "127.0.0.1:1"}
+    down = referrals(unreachable, "status", "rfi-1")
+    assert down.returncode == 1
+    assert down.stderr.startswith("error: cannot reach Temporal at 127.0.0.1:1")
+    assert "Traceback" not in down.stderr
+
+    missing = referrals(environment, "submit", str(tmp_path / "nope.json"), "--partners", "a")
+    assert missing.returncode == 1
+    assert "cannot read RFI file" in missing.stderr
+    (tmp_path / "bad.json").write_text('{"id": ')
+    bad = referrals(environment, "submit", str(tmp_path / "bad.json"), "--partners", "a")
+    assert bad.returncode == 1
+    assert "not valid JSON" in bad.stderr
+    invalid = referrals(
+        environment,
+        "submit",
+        "-",
+        "--partners",
+        "a",
+        stdin=json.dumps(rfi_data(received_at="yesterday")),
+    )
+    assert invalid.returncode == 1
+    assert "received_at" in invalid.stderr
+    bad_id = referrals(environment, "status", "rfi 1")
+    assert bad_id.returncode == 1
+    assert "not a valid id" in bad_id.stderr
+    for stderr in (missing.stderr, bad.stderr, invalid.stderr, bad_id.stderr):
+        assert stderr.count("\n") == 1
+        assert "Traceback" not in stderr
+
+
+def test_unknown_referral_is_reported(
+    environment: dict[str, str], worker_process: subprocess.Popen[bytes]
+) -> None:
+    result = referrals(environment, "act", "no-such-rfi", "acme-consulting", "interested")
+    assert result.returncode == 1
+    assert "no referral referral-no-such-rfi-acme-consulting" in result.stderr
+    status = referrals(environment, "status", "no-such-rfi")
+    assert status.returncode == 1
+    assert "no referrals for RFI no-such-rfi" in status.stderr
+
+
+def test_worker_stops_gracefully_on_sigterm(worker_process: subprocess.Popen[bytes]) -> None:
+    assert worker_process.poll() is None
+    worker_process.send_signal(signal.SIGTERM)
+    assert worker_process.wait(timeout=30) == 0

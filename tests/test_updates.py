@@ -1,0 +1,162 @@
+"""Updates, idempotent fan-out and the deadline race, on the local dev server."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+from starter import referrals
+from starter.settings import Settings
+from tests.conftest import make_rfi
+from worker import build_worker
+from workflows.models import Rfi, Status, StatusView
+from workflows.referral import ReferralWorkflow
+
+
+@pytest.fixture
+async def queue(
+    dev_env: WorkflowEnvironment, settings: Settings, executor: ThreadPoolExecutor
+) -> AsyncIterator[str]:
+    name = f"referrals-test-{uuid.uuid4()}"
+    async with build_worker(dev_env.client, settings, executor, task_queue=name):
+        yield name
+
+
+def fresh_rfi(**changes: Any) -> Rfi:
+    return make_rfi(received_at=datetime.now(UTC).isoformat(), **changes)
+
+
+async def rejection(client: Client, rfi: Rfi, partner: str, action: str, *args: Any) -> Any:
+    handle = client.get_workflow_handle(f"referral-{rfi.id}-{partner}")
+    with pytest.raises(WorkflowUpdateFailedError) as failure:
+        await handle.execute_update(action, args=list(args), result_type=StatusView)
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == "ActionRejected"
+    return cause
+
+
+async def test_updates_return_the_new_view_or_a_typed_rejection(
+    dev_env: WorkflowEnvironment, queue: str
+) -> None:
+    client = dev_env.client
+    rfi = fresh_rfi()
+    await referrals.submit(client, rfi, ["acme-consulting"], task_queue=queue)
+
+    wrong_state = await rejection(client, rfi, "acme-consulting", "accept", {})
+    assert "New" in wrong_state.message
+    assert "interested, no_thanks" in wrong_state.message
+    assert wrong_state.details == (
+        {
+            "status": "New",
+            "allowed_actions": ["interested", "no_thanks"],
+            "reason": "not allowed while New",
+        },
+    )
+    bare = await rejection(client, rfi, "acme-consulting", "interested", "yes please")
+    assert "invalid payload" in bare.details[0]["reason"]
+    several = await rejection(client, rfi, "acme-consulting", "interested", {}, {})
+    assert "one JSON argument" in several.details[0]["reason"]
+    unknown = await rejection(client, rfi, "acme-consulting", "escalate", {})
+    assert unknown.details[0]["reason"] == "unknown action"
+
+    view = await referrals.act(client, rfi.id, "acme-consulting", "interested", {})
+    assert view.status is Status.EVALUATING
+    assert view.customer == rfi.customer
+    past = await rejection(
+        client,
+        rfi,
+        "acme-consulting",
+        "accept",
+        {"estimated_deal_value": 10, "currency": "EUR", "estimated_close_date": "2020-01-01"},
+    )
+    assert "in the past" in past.details[0]["reason"]
+
+    close = str((datetime.now(UTC) + timedelta(days=10)).date())
+    negotiating = await referrals.act(
+        client,
+        rfi.id,
+        "acme-consulting",
+        "accept",
+        {"estimated_deal_value": "12.3400", "currency": "JPY", "estimated_close_date": close},
+    )
+    assert negotiating.status is Status.NEGOTIATING
+    assert negotiating.model_dump(mode="json")["deal"]["estimated_deal_value"] == "12.3400"
+
+    won = await referrals.act(client, rfi.id, "acme-consulting", "won", {})
+    assert won.status is Status.WON
+    handle = client.get_workflow_handle_for(
+        ReferralWorkflow.run, f"referral-{rfi.id}-acme-consulting"
+    )
+    final = await handle.result()
+    assert final.status is Status.WON
+    assert final.rejected_actions == []  # refused updates never reach the referral
+    events = [e.event_type async for e in handle.fetch_history_events()]
+    accepted = events.count(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED)
+    assert accepted == 3  # interested, accept, won: nothing of the refused ones
+    with pytest.raises(referrals.ReferralError, match=r"closed \(Won\)"):
+        await referrals.act(client, rfi.id, "acme-consulting", "lost", {})
+
+
+async def test_fan_out_is_idempotent_also_after_a_referral_closed(
+    dev_env: WorkflowEnvironment, queue: str
+) -> None:
+    client = dev_env.client
+    rfi = fresh_rfi()
+    # A crash half-way: one partner's referral was started, then the submitter died.
+    first = await referrals.submit(client, rfi, ["globex"], task_queue=queue)
+    assert first.started == [f"referral-{rfi.id}-globex"]
+    await referrals.act(client, rfi.id, "globex", "no_thanks", {})
+    await client.get_workflow_handle(f"referral-{rfi.id}-globex").result()
+
+    again = await referrals.submit(
+        client, rfi, ["acme-consulting", "globex", "initech", "globex"], task_queue=queue
+    )
+    assert sorted(again.started) == [
+        f"referral-{rfi.id}-acme-consulting",
+        f"referral-{rfi.id}-initech",
+    ]
+    assert again.existing == [f"referral-{rfi.id}-globex"]
+    runs = [w async for w in client.list_workflows(f"WorkflowId = 'referral-{rfi.id}-globex'")]
+    assert len(runs) == 1
+    third = await referrals.submit(
+        client, rfi, ["acme-consulting", "globex", "initech"], task_queue=queue
+    )
+    assert third.started == []
+
+
+async def test_action_and_deadline_in_the_same_workflow_task_the_action_wins(
+    dev_env: WorkflowEnvironment, settings: Settings, executor: ThreadPoolExecutor
+) -> None:
+    client = dev_env.client
+    name = f"referrals-race-{uuid.uuid4()}"
+    rfi = fresh_rfi(deadlines={"respond_within": "PT3S"})
+    handle = client.get_workflow_handle_for(
+        ReferralWorkflow.run, f"referral-{rfi.id}-acme-consulting"
+    )
+    async with build_worker(client, settings, executor, task_queue=name):
+        await referrals.submit(client, rfi, ["acme-consulting"], task_queue=name)
+        while not (await handle.query(ReferralWorkflow.status)).emails:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    # No worker: the deadline's timer fires, then the signal lands before the next task.
+    await asyncio.sleep(4)
+    await handle.signal("interested")
+    await handle.signal("decline")
+    async with build_worker(client, settings, executor, task_queue=name):
+        final = await handle.result()
+    assert final.status is Status.DECLINED
+    assert [t.cause.name for t in final.transitions] == ["interested", "decline"]
+    timer_fired = [
+        e
+        async for e in handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED
+    ]
+    assert timer_fired, "the deadline's timer must have fired in the same task as the action"

@@ -1,0 +1,344 @@
+"""Every path of ReferralWorkflow on the time-skipping server, with the real deadlines."""
+
+import email
+import email.policy
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+
+from starter.settings import Settings
+from tests.conftest import make_rfi, running_worker
+from workflows.models import ReferralInput, Rfi, Status, StatusView
+from workflows.referral import ReferralWorkflow
+
+PARTNER = "acme-consulting"
+BERLIN_CONTACT = "berlin@acme-consulting.example"
+CUSTOMER = "maria.lopez@lopez-logistics.example"
+
+SECOND = timedelta(seconds=1)  # the time-skipping clock moves on by milliseconds per call
+Handle = WorkflowHandle[ReferralWorkflow, StatusView]
+
+
+@pytest.fixture
+def env(time_skipping_env: WorkflowEnvironment) -> WorkflowEnvironment:
+    return time_skipping_env
+
+
+@pytest.fixture
+async def worker_queue(
+    env: WorkflowEnvironment, settings: Settings, executor: ThreadPoolExecutor
+) -> AsyncIterator[str]:
+    async with running_worker(env.client, settings, executor) as worker:
+        yield worker.task_queue
+
+
+async def received_now(env: WorkflowEnvironment, **changes: Any) -> Rfi:
+    return make_rfi(received_at=(await env.get_current_time()).isoformat(), **changes)
+
+
+async def start(client: Client, queue: str, rfi: Rfi, partner: str = PARTNER) -> Handle:
+    referral = ReferralInput(rfi=rfi, partner_id=partner)
+    return await client.start_workflow(
+        ReferralWorkflow.run, referral, id=referral.workflow_id, task_queue=queue
+    )
+
+
+async def status(handle: Handle) -> StatusView:
+    return await handle.query(ReferralWorkflow.status)
+
+
+def kinds(view: StatusView) -> list[tuple[str, str, str]]:
+    return [(e.kind, e.to, e.outcome) for e in view.emails]
+
+
+def outbox(settings: Settings) -> list[email.message.EmailMessage]:
+    files = sorted(Path(settings.outbox_dir).glob("*.eml"))
+    return [email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in files]
+
+
+def text_of(message: email.message.EmailMessage) -> str:
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+async def test_interested_accept_won_records_the_deal_exactly(
+    env: WorkflowEnvironment, worker_queue: str, settings: Settings
+) -> None:
+    rfi = await received_now(env)
+    handle = await start(env.client, worker_queue, rfi)
+    await env.sleep(timedelta(hours=2))
+    new = await status(handle)
+    assert new.status is Status.NEW
+    assert new.customer is None
+    assert new.deadline is not None
+    assert new.deadline.due_at == rfi.received_at + timedelta(hours=72)
+
+    await handle.signal("interested")
+    await env.sleep(timedelta(hours=1))
+    evaluating = await status(handle)
+    assert evaluating.status is Status.EVALUATING
+    assert evaluating.customer == rfi.customer
+    assert evaluating.first_response_at is not None
+    assert abs(evaluating.first_response_at - (rfi.received_at + timedelta(hours=2))) < SECOND
+    assert evaluating.deadline is not None
+    assert evaluating.deadline.kind == "decide"
+    assert evaluating.deadline.due_at == evaluating.first_response_at + timedelta(days=7)
+
+    close = (await env.get_current_time()).date() + timedelta(days=30)
+    await handle.signal(
+        "accept",
+        {"estimated_deal_value": 125000.1, "currency": "EUR", "estimated_close_date": str(close)},
+    )
+    await handle.signal("won", {"final_deal_value": "130000.55"})
+    final = await handle.result()
+
+    assert final.status is Status.WON
+    assert final.deal is not None
+    assert final.deal.estimated_deal_value == Decimal("125000.1")
+    assert final.deal.final_deal_value == Decimal("130000.55")
+    assert final.deal.currency == "EUR"
+    assert final.deal.estimated_close_date == close
+    assert [(t.from_, t.to, t.cause.name) for t in final.transitions] == [
+        (Status.NEW, Status.EVALUATING, "interested"),
+        (Status.EVALUATING, Status.NEGOTIATING, "accept"),
+        (Status.NEGOTIATING, Status.WON, "won"),
+    ]
+    assert kinds(final) == [("lead", BERLIN_CONTACT, "sent"), ("details", BERLIN_CONTACT, "sent")]
+    lead, details = outbox(settings)
+    assert CUSTOMER not in text_of(lead)
+    assert CUSTOMER in text_of(details)
+    dumped = final.model_dump(mode="json")
+    assert dumped["deal"]["estimated_deal_value"] == "125000.1"
+    assert dumped["transitions"][0]["from"] == "New"
+
+
+async def test_no_thanks_skips_and_asks_the_customer_to_choose_again(
+    env: WorkflowEnvironment, worker_queue: str, settings: Settings
+) -> None:
+    handle = await start(env.client, worker_queue, await received_now(env))
+    await handle.signal("no_thanks", {"reason": "Fully booked until spring"})
+    final = await handle.result()
+    assert final.status is Status.SKIPPED
+    assert final.transitions[-1].reason == "Fully booked until spring"
+    assert final.customer is None  # never interested: the customer stays hidden
+    assert kinds(final) == [("lead", BERLIN_CONTACT, "sent"), ("reroute", CUSTOMER, "sent")]
+    reroute = outbox(settings)[-1]
+    assert reroute["To"] == CUSTOMER
+    assert "Fully booked until spring" in text_of(reroute)
+
+
+async def test_silence_for_72_hours_misses_after_one_reminder_at_24_hours(
+    env: WorkflowEnvironment, worker_queue: str
+) -> None:
+    rfi = await received_now(env)
+    handle = await start(env.client, worker_queue, rfi)
+    await env.sleep(timedelta(hours=23, minutes=59))
+    assert [e.kind for e in (await status(handle)).emails] == ["lead"]
+    await env.sleep(timedelta(hours=48))
+    before = await status(handle)
+    assert before.status is Status.NEW
+    assert [e.kind for e in before.emails] == ["lead", "reminder"]
+
+    final = await handle.result()
+    assert final.status is Status.MISSED
+    missed = final.transitions[-1]
+    assert missed.cause.kind == "deadline"
+    assert missed.cause.name == "respond"
+    assert missed.effective_at == rfi.received_at + timedelta(hours=72)
+    assert missed.processed_at >= missed.effective_at
+    assert final.first_response_at is None
+    assert final.deadline is None
+    assert kinds(final) == [
+        ("lead", BERLIN_CONTACT, "sent"),
+        ("reminder", BERLIN_CONTACT, "sent"),
+        ("reroute", CUSTOMER, "sent"),
+    ]
+
+
+async def test_custom_deadlines_from_the_rfi(env: WorkflowEnvironment, worker_queue: str) -> None:
+    rfi = await received_now(
+        env, deadlines={"respond_within": "PT2H", "decide_within": "P1D", "remind_after": "PT3H"}
+    )
+    final = await (await start(env.client, worker_queue, rfi)).result()
+    assert final.status is Status.MISSED
+    assert final.transitions[-1].effective_at == rfi.received_at + timedelta(hours=2)
+    assert [e.kind for e in final.emails] == ["lead", "reroute"]  # reminder after the deadline
+
+
+async def test_decline_and_seven_days_of_silence_in_evaluating(
+    env: WorkflowEnvironment, worker_queue: str
+) -> None:
+    declined = await start(env.client, worker_queue, await received_now(env))
+    expired = await start(env.client, worker_queue, await received_now(env))
+    await declined.signal("interested")
+    await expired.signal("interested")
+    await env.sleep(timedelta(days=1))
+    await declined.signal("decline", {"reason": "Outside our expertise"})
+
+    declined_view = await declined.result()
+    assert declined_view.status is Status.DECLINED
+    assert declined_view.transitions[-1].reason == "Outside our expertise"
+    assert [e.kind for e in declined_view.emails] == ["lead", "details", "reroute"]
+
+    expired_view = await expired.result()
+    entered = expired_view.transitions[0].effective_at
+    assert expired_view.status is Status.EXPIRED
+    assert expired_view.transitions[-1].effective_at == entered + timedelta(days=7)
+    assert expired_view.transitions[-1].cause.name == "decide"
+    assert [e.kind for e in expired_view.emails] == ["lead", "details", "reroute"]
+
+
+async def test_negotiating_has_no_deadline_and_ends_lost(
+    env: WorkflowEnvironment, worker_queue: str
+) -> None:
+    handle = await start(env.client, worker_queue, await received_now(env))
+    await handle.signal("interested")
+    close = (await env.get_current_time()).date() + timedelta(days=90)
+    await handle.signal(
+        "accept",
+        {"estimated_deal_value": "9000", "currency": "USD", "estimated_close_date": str(close)},
+    )
+    await env.sleep(timedelta(days=60))
+    negotiating = await status(handle)
+    assert negotiating.status is Status.NEGOTIATING
+    assert negotiating.deadline is None
+    await handle.signal("lost", {"reason": "Customer chose to build in-house"})
+    final = await handle.result()
+    assert final.status is Status.LOST
+    assert final.deal is not None
+    assert final.deal.final_deal_value is None
+    assert [e.kind for e in final.emails] == ["lead", "details"]
+
+
+async def test_a_referral_started_after_its_deadline_is_missed_at_once(
+    env: WorkflowEnvironment, worker_queue: str
+) -> None:
+    now = await env.get_current_time()
+    rfi = make_rfi(received_at=(now - timedelta(hours=80)).isoformat())
+    final = await (await start(env.client, worker_queue, rfi)).result()
+    assert final.status is Status.MISSED
+    assert final.transitions[-1].effective_at == rfi.received_at + timedelta(hours=72)
+    assert final.transitions[-1].processed_at >= now
+    assert [e.kind for e in final.emails] == ["reroute"]
+
+
+async def test_invalid_signals_are_listed_and_change_nothing(
+    env: WorkflowEnvironment, worker_queue: str
+) -> None:
+    handle = await start(env.client, worker_queue, await received_now(env))
+    await handle.signal("accept", {"estimated_deal_value": 1, "currency": "EUR"})
+    await handle.signal("interested", "a bare string")
+    await handle.signal("interested", args=[{}, {}])
+    await handle.signal("escalate")
+    await handle.signal("interested")
+    await handle.signal(
+        "accept",
+        {"estimated_deal_value": -5, "currency": "EUR", "estimated_close_date": "2099-01-01"},
+    )
+    await handle.signal(
+        "accept",
+        {"estimated_deal_value": 5, "currency": "EURO", "estimated_close_date": "2099-01-01"},
+    )
+    view = await status(handle)
+    assert view.status is Status.EVALUATING
+    assert [(r.action, r.status) for r in view.rejected_actions] == [
+        ("accept", Status.NEW),
+        ("interested", Status.NEW),
+        ("interested", Status.NEW),
+        ("escalate", Status.NEW),
+        ("accept", Status.EVALUATING),
+        ("accept", Status.EVALUATING),
+    ]
+    reasons = [r.reason for r in view.rejected_actions]
+    assert "not allowed while New" in reasons[0]
+    assert "invalid payload" in reasons[1]
+    assert "one JSON argument" in reasons[2]
+    assert "unknown action" in reasons[3]
+    assert "estimated_deal_value" in reasons[4]
+    assert "currency" in reasons[5]
+    await handle.signal("decline")
+    assert (await handle.result()).status is Status.DECLINED
+
+
+async def test_an_action_before_the_deadline_wins_and_after_it_is_refused(
+    env: WorkflowEnvironment, worker_queue: str
+) -> None:
+    just_in_time = await start(env.client, worker_queue, await received_now(env))
+    too_late = await start(env.client, worker_queue, await received_now(env))
+    await env.sleep(timedelta(hours=71, minutes=59))
+    await just_in_time.signal("interested")
+    assert (await status(just_in_time)).status is Status.EVALUATING
+
+    assert (await too_late.result()).status is Status.MISSED
+    with pytest.raises(RPCError, match=r"(?i)completed"):
+        await too_late.signal("interested")
+    assert (await status(too_late)).status is Status.MISSED
+
+
+async def test_unknown_partner_or_region_fails_at_once_naming_the_reason(
+    env: WorkflowEnvironment, worker_queue: str
+) -> None:
+    unknown = await start(env.client, worker_queue, await received_now(env), partner="nobody")
+    with pytest.raises(WorkflowFailureError) as failure:
+        await unknown.result()
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == "PartnerNotFound"
+    assert "nobody" in cause.message
+
+    rfi = await received_now(env, region="apac", location=None)
+    elsewhere = await start(env.client, worker_queue, rfi, partner="umbrella")
+    with pytest.raises(WorkflowFailureError) as failure:
+        await elsewhere.result()
+    assert isinstance(failure.value.cause, ApplicationError)
+    assert failure.value.cause.type == "RegionNotServed"
+    assert "umbrella" in failure.value.cause.message
+    assert "apac" in failure.value.cause.message
+
+
+async def test_a_refused_email_is_recorded_and_the_lifecycle_goes_on(
+    env: WorkflowEnvironment,
+    settings: Settings,
+    executor: ThreadPoolExecutor,
+    httpserver: HTTPServer,
+) -> None:
+    httpserver.expect_request("/v3/mail/send", method="POST").respond_with_json(
+        {
+            "errors": [
+                {
+                    "message": "The from address does not match a verified Sender Identity.",
+                    "field": "from",
+                    "help": None,
+                }
+            ]
+        },
+        status=400,
+    )
+    sendgrid = Settings(
+        REFERRALS_OUTBOX_DIR=settings.outbox_dir,
+        REFERRALS_PARTNER_DIRECTORY=settings.partner_directory,
+        SENDGRID_API_KEY="SG.test-key",
+        SENDGRID_API_HOST=httpserver.url_for("").rstrip("/"),
+    )
+    async with running_worker(env.client, sendgrid, executor) as worker:
+        handle = await start(env.client, worker.task_queue, await received_now(env))
+        await handle.signal("no_thanks")
+        final = await handle.result()
+    assert final.status is Status.SKIPPED
+    assert [(e.kind, e.outcome) for e in final.emails] == [
+        ("lead", "failed"),
+        ("reroute", "failed"),
+    ]
+    assert "verified Sender Identity" in (final.emails[0].error or "")
+    assert "SG.test-key" not in (final.emails[0].error or "")
