@@ -38,7 +38,7 @@ def build_worker(
     client: Client, settings: Settings, executor: ThreadPoolExecutor, task_queue: str = TASK_QUEUE
 ) -> Worker:
     directory = DirectoryFile(settings.partner_directory)
-    directory.load()  # a missing or malformed directory stops the worker at start, clearly
+    directory.load()  # a missing or malformed directory stops the worker at start
     return Worker(
         client,
         task_queue=task_queue,
@@ -56,7 +56,18 @@ def build_worker(
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
-    client = await connect(settings)
+    try:
+        DirectoryFile(settings.partner_directory).load()
+    except (OSError, ValueError) as error:
+        raise SystemExit(
+            f"error: partner directory {settings.partner_directory}: {error}"
+        ) from None
+    try:
+        client = await connect(settings)
+    except RuntimeError as error:
+        raise SystemExit(
+            f"error: cannot reach Temporal at {settings.temporal_address}: {error}"
+        ) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

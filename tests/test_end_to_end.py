@@ -282,3 +282,24 @@ def test_worker_stops_gracefully_on_sigterm(worker_process: subprocess.Popen[byt
     assert worker_process.poll() is None
     worker_process.send_signal(signal.SIGTERM)
     assert worker_process.wait(timeout=30) == 0
+
+
+def test_worker_refuses_to_start_without_a_valid_directory(
+    environment: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "partners.json").write_text('{"partners": [{"id": "x"}]}')
+    for directory, expected in (
+        (tmp_path / "missing.json", "No such file"),
+        (tmp_path / "partners.json", "partners.0.name"),
+    ):
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "worker.py")],
+            env={**environment, "REFERRALS_PARTNER_DIRECTORY": str(directory)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 1
+        assert result.stderr.startswith(f"error: partner directory {directory}")
+        assert expected in result.stderr

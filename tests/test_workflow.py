@@ -17,7 +17,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from starter.settings import Settings
-from tests.conftest import make_rfi, running_worker
+from tests.conftest import make_rfi, rfi_data, running_worker
 from workflows.models import ReferralInput, Rfi, Status, StatusView
 from workflows.referral import ReferralWorkflow
 
@@ -342,3 +342,23 @@ async def test_a_refused_email_is_recorded_and_the_lifecycle_goes_on(
     ]
     assert "verified Sender Identity" in (final.emails[0].error or "")
     assert "SG.test-key" not in (final.emails[0].error or "")
+
+
+async def test_a_backend_starting_with_invalid_json_gets_a_failed_run_naming_the_field(
+    env: WorkflowEnvironment, worker_queue: str
+) -> None:
+    data = rfi_data(received_at="2026-11-25T09:00:00")  # no offset
+    data["customer"]["email"] = "not-an-address"
+    handle = await env.client.start_workflow(
+        "ReferralWorkflow",
+        {"rfi": data, "partner_id": PARTNER},
+        id=f"referral-{data['id']}-{PARTNER}",
+        task_queue=worker_queue,
+    )
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == "ValidationError"
+    assert "received_at" in cause.message
+    assert "customer.email" in cause.message

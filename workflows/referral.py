@@ -86,6 +86,7 @@ class ReferralWorkflow:
                 REGION_KEY.value_set(input.rfi.region),
             ]
         )
+        self._publish()
         partner = await self._look_up_partner(input)
         self._started = True
         self._apply(referral.start(partner, workflow.now()))
@@ -147,6 +148,10 @@ class ReferralWorkflow:
         """After a change: wake the run loop, send its emails, publish the new state."""
         self._changes += 1
         self._emails += [asyncio.create_task(self._send(email)) for email in emails]
+        self._publish()
+
+    def _publish(self) -> None:
+        """Keep the status and running deadline current for operators, when they change."""
         deadline = self._referral.deadline
         due_at = deadline.due_at if deadline else None
         if self._published != (self._referral.status, due_at):
