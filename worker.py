@@ -10,9 +10,13 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.archive import ArchiveActivities
 from activities.directory import DirectoryActivities, DirectoryFile
 from activities.email import EmailActivities
 from activities.mailers import Mailer, OutboxMailer, SendGridMailer
+from activities.suggestions import SuggestionActivities
+from archive.database import create_archive_engine, upgrade
+from archive.store import ArchiveStore
 from starter.client import connect
 from starter.settings import Settings
 from workflows import TASK_QUEUE
@@ -39,12 +43,15 @@ def build_worker(
 ) -> Worker:
     directory = DirectoryFile(settings.partner_directory)
     directory.load()  # a missing or malformed directory stops the worker at start
+    archive = ArchiveStore(create_archive_engine(settings.database_url))
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[ReferralWorkflow],
         activities=[
             DirectoryActivities(directory).look_up_contact,
+            ArchiveActivities(archive).record_referral,
+            SuggestionActivities(directory, archive).suggest_partners,
             EmailActivities(build_mailer(settings)).send_email,
         ],
         activity_executor=executor,
@@ -62,6 +69,10 @@ async def main() -> None:
         raise SystemExit(
             f"error: partner directory {settings.partner_directory}: {error}"
         ) from None
+    try:
+        upgrade(create_archive_engine(settings.database_url))
+    except Exception as error:  # the archive activity migrates again once the database is up
+        logging.warning("Archive database not migrated at start (%s): will retry", error)
     try:
         client = await connect(settings)
     except RuntimeError as error:

@@ -33,6 +33,14 @@ class Directory(BaseModel):
 
     partners: list[Partner]
 
+    def partners_serving(self, region: str, location: str | None) -> list[Partner]:
+        """Partners with a region-wide profile for the region, or one for the location."""
+        return [
+            partner
+            for partner in self.partners
+            if any(p.region == region and p.location in (None, location) for p in partner.profiles)
+        ]
+
     def contact_for(self, lookup: ContactLookup) -> PartnerContact:
         """The profile for the region and location, else the region-wide one."""
         partner = next((p for p in self.partners if p.id == lookup.partner_id), None)

@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     sendgrid_from: str = Field("Referrals <referrals@example.com>", alias="SENDGRID_FROM")
     sendgrid_api_host: str = Field("https://api.sendgrid.com", alias="SENDGRID_API_HOST")
     outbox_dir: Path = Field(Path(".outbox"), alias="REFERRALS_OUTBOX_DIR")
+    database_url: str = Field("sqlite:///.data/referrals.db", alias="REFERRALS_DATABASE_URL")
     partner_directory: Path = Field(
         Path("samples/partners.json"), alias="REFERRALS_PARTNER_DIRECTORY"
     )

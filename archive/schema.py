@@ -1,0 +1,118 @@
+"""The archive's tables (SQLAlchemy 2). Alembic migrations in archive/migrations create them."""
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every database (SQLite would otherwise hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class ExactDecimal(TypeDecorator[Decimal]):
+    """Money kept exact: NUMERIC where the database has it, decimal text on SQLite."""
+
+    impl = Numeric(24, 4)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(40))
+        return dialect.type_descriptor(Numeric(24, 4, asdecimal=True))
+
+    def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return format(value, "f") if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(str(value))
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ReferralRow(Base):
+    """One referral as it stands now; `transition_count` orders writes that arrive late."""
+
+    __tablename__ = "referrals"
+
+    workflow_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    rfi_id: Mapped[str] = mapped_column(String(64))
+    partner_id: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str] = mapped_column(String(64))
+    location: Mapped[str | None] = mapped_column(String(200))
+    need: Mapped[str] = mapped_column(Text)
+    company_size: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    transition_count: Mapped[int] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    first_response_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    estimated_deal_value: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    currency: Mapped[str | None] = mapped_column(String(3))
+    estimated_close_date: Mapped[date | None] = mapped_column(Date)
+    final_deal_value: Mapped[Decimal | None] = mapped_column(ExactDecimal)
+    customer_name: Mapped[str | None] = mapped_column(String(200))
+    customer_company: Mapped[str | None] = mapped_column(String(200))
+    customer_email: Mapped[str | None] = mapped_column(String(320))
+    customer_phone: Mapped[str | None] = mapped_column(String(200))
+
+    transitions: Mapped[list["TransitionRow"]] = relationship(
+        back_populates="referral", order_by="TransitionRow.seq"
+    )
+
+    __table_args__ = (
+        Index("ix_referrals_rfi_id", "rfi_id"),
+        Index("ix_referrals_partner_received", "partner_id", "received_at"),
+        Index("ix_referrals_status", "status"),
+        Index("ix_referrals_region", "region"),
+        Index("ix_referrals_received_at", "received_at"),
+    )
+
+
+class TransitionRow(Base):
+    """One transition, keyed on (workflow id, seq) so that no retry or replay writes it twice."""
+
+    __tablename__ = "referral_transitions"
+
+    workflow_id: Mapped[str] = mapped_column(
+        String(160), ForeignKey("referrals.workflow_id"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    from_status: Mapped[str] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    effective_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    processed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    cause_kind: Mapped[str] = mapped_column(String(16))
+    cause_name: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+    referral: Mapped[ReferralRow] = relationship(back_populates="transitions")

@@ -1,0 +1,238 @@
+"""The archive written by real workflows (time-skipping server), on SQLite and PostgreSQL."""
+
+import asyncio
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
+
+from activities.archive import ArchiveActivities
+from archive.database import create_archive_engine
+from archive.schema import ReferralRow, TransitionRow
+from archive.store import ArchiveStore
+from starter.settings import Settings
+from tests.conftest import make_rfi, running_worker
+from worker import SANDBOX
+from workflows.models import ReferralInput, Rfi, Status, StatusView
+from workflows.referral import ReferralWorkflow
+
+Handle = WorkflowHandle[ReferralWorkflow, StatusView]
+
+
+@pytest.fixture
+def archive_settings(settings: Settings, database_url: str) -> Settings:
+    return settings.model_copy(update={"database_url": database_url})
+
+
+@pytest.fixture
+def engine(archive_settings: Settings) -> Iterator[Engine]:
+    engine = create_archive_engine(archive_settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+async def start(
+    env: WorkflowEnvironment, queue: str, partner: str = "acme-consulting", **changes: object
+) -> tuple[Rfi, Handle]:
+    rfi = make_rfi(received_at=(await env.get_current_time()).isoformat(), **changes)
+    referral = ReferralInput(rfi=rfi, partner_id=partner)
+    handle = await env.client.start_workflow(
+        ReferralWorkflow.run, referral, id=referral.workflow_id, task_queue=queue
+    )
+    return rfi, handle
+
+
+def rows(engine: Engine, workflow_id: str) -> tuple[ReferralRow | None, list[TransitionRow]]:
+    with Session(engine) as session:
+        referral = session.get(ReferralRow, workflow_id)
+        transitions = list(
+            session.scalars(
+                select(TransitionRow)
+                .where(TransitionRow.workflow_id == workflow_id)
+                .order_by(TransitionRow.seq)
+            )
+        )
+        session.expunge_all()
+    return referral, transitions
+
+
+def counts(engine: Engine) -> tuple[int, int]:
+    with Session(engine) as session:
+        return (
+            session.scalar(select(func.count()).select_from(ReferralRow)) or 0,
+            session.scalar(select(func.count()).select_from(TransitionRow)) or 0,
+        )
+
+
+async def drive(handle: Handle, env: WorkflowEnvironment, path: str) -> None:
+    close = str((await env.get_current_time()).date() + timedelta(days=30))
+    accept = {"estimated_deal_value": "125000.10", "currency": "EUR", "estimated_close_date": close}
+    steps: dict[str, list[tuple[str, object]]] = {
+        "Won": [("interested", {}), ("accept", accept), ("won", {"final_deal_value": 130000.55})],
+        "Lost": [("interested", {}), ("accept", accept), ("lost", {"reason": "Budget cut"})],
+        "Skipped": [("no_thanks", {"reason": "Fully booked"})],
+        "Missed": [],
+        "Declined": [("interested", {}), ("decline", {"reason": "Out of scope"})],
+        "Expired": [("interested", {})],
+    }
+    for action, payload in steps[path]:
+        await handle.signal(action, payload)
+
+
+@pytest.mark.parametrize("path", ["Won", "Lost", "Skipped", "Missed", "Declined", "Expired"])
+async def test_every_terminal_path_is_archived_with_its_timeline(
+    time_skipping_env: WorkflowEnvironment,
+    archive_settings: Settings,
+    executor: ThreadPoolExecutor,
+    engine: Engine,
+    path: str,
+) -> None:
+    env = time_skipping_env
+    async with running_worker(env.client, archive_settings, executor) as worker:
+        rfi, handle = await start(env, worker.task_queue)
+        await drive(handle, env, path)
+        final = await handle.result()
+    assert final.status == path
+    referral, transitions = rows(engine, handle.id)
+    assert referral is not None
+    assert referral.status == path
+    assert referral.rfi_id == rfi.id
+    assert referral.partner_id == "acme-consulting"
+    assert referral.region == "emea"
+    assert referral.received_at == rfi.received_at
+    assert referral.first_response_at == final.first_response_at
+    assert referral.closed_at == final.transitions[-1].effective_at
+    assert referral.updated_at == final.transitions[-1].effective_at
+    assert [
+        (
+            t.seq,
+            t.from_status,
+            t.to_status,
+            t.cause_kind,
+            t.cause_name,
+            t.reason,
+            t.effective_at,
+            t.processed_at,
+        )
+        for t in transitions
+    ] == [
+        (t.seq, t.from_, t.to, t.cause.kind, t.cause.name, t.reason, t.effective_at, t.processed_at)
+        for t in final.transitions
+    ]
+    interested = path not in ("Skipped", "Missed")
+    assert (referral.customer_email is not None) is interested
+    assert (referral.customer_phone == "+49 30 1234567") is interested
+    if path in ("Won", "Lost"):
+        assert referral.estimated_deal_value == Decimal("125000.10")
+        assert referral.currency == "EUR"
+        assert referral.estimated_close_date is not None
+    assert referral.final_deal_value == (Decimal("130000.55") if path == "Won" else None)
+
+
+async def test_started_referral_is_archived_as_new_before_any_answer(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    executor: ThreadPoolExecutor,
+) -> None:
+    env = time_skipping_env
+    engine = create_archive_engine(settings.database_url)
+    async with running_worker(env.client, settings, executor) as worker:
+        _, handle = await start(env, worker.task_queue)
+        await env.sleep(timedelta(hours=1))
+        referral, transitions = rows(engine, handle.id)
+        assert referral is not None
+        assert referral.status == Status.NEW
+        assert referral.customer_name is None
+        assert transitions == []
+        await handle.signal("no_thanks")
+        await handle.result()
+    assert rows(engine, handle.id)[0].status == Status.SKIPPED  # type: ignore[union-attr]
+
+
+async def test_retries_and_replays_write_nothing_twice(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    executor: ThreadPoolExecutor,
+) -> None:
+    env = time_skipping_env
+    engine = create_archive_engine(settings.database_url)
+    async with running_worker(env.client, settings, executor) as worker:
+        _, handle = await start(env, worker.task_queue)
+        await handle.signal("interested")
+        await handle.signal("decline")
+        final = await handle.result()
+    before = counts(engine)
+    assert before == (1, 2)
+
+    await Replayer(
+        workflows=[ReferralWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=SANDBOX,
+    ).replay_workflow(await handle.fetch_history())
+    # A retried activity sends the same or an older view again.
+    activities = ArchiveActivities(ArchiveStore(engine))
+    assert activities.record_referral(final) == 0
+    older = final.model_copy(
+        update={"status": Status.EVALUATING, "transitions": final.transitions[:1]}
+    )
+    assert activities.record_referral(older) == 0
+    assert counts(engine) == before
+    assert rows(engine, handle.id)[0].status == Status.DECLINED  # type: ignore[union-attr]
+
+
+async def test_a_database_outage_loses_nothing(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    executor: ThreadPoolExecutor,
+    tmp_path: Path,
+) -> None:
+    env = time_skipping_env
+    folder = tmp_path / "down"
+    folder.write_text("not a folder: the database cannot be opened")
+    down = settings.model_copy(update={"database_url": f"sqlite:///{folder}/referrals.db"})
+    async with running_worker(env.client, down, executor) as worker:
+        _, handle = await start(env, worker.task_queue)
+        await handle.signal("interested")
+        await handle.signal("decline")
+        for _ in range(200):
+            pending = (
+                await env.client.workflow_service.describe_workflow_execution(
+                    DescribeWorkflowExecutionRequest(
+                        namespace=env.client.namespace,
+                        execution=WorkflowExecution(workflow_id=handle.id),
+                    )
+                )
+            ).pending_activities
+            if any(p.attempt >= 3 for p in pending):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the archive activity was not retried while the database was down")
+        view = await handle.query(ReferralWorkflow.status)
+        assert view.status is Status.DECLINED  # the lifecycle went on without the archive
+        # Lead and details went out; the customer's email waits for suggestions from the archive.
+        assert [(e.kind, e.outcome) for e in view.emails] == [
+            ("lead", "sent"),
+            ("details", "sent"),
+            ("reroute", "pending"),
+        ]
+
+        folder.unlink()  # the database is back
+        folder.mkdir()
+        final = await handle.result()
+    engine = create_archive_engine(down.database_url)
+    referral, transitions = rows(engine, handle.id)
+    assert referral is not None
+    assert referral.status == final.status == Status.DECLINED
+    assert [t.to_status for t in transitions] == ["Evaluating", "Declined"]
