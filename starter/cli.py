@@ -1,26 +1,18 @@
 """The `referrals` command: submit RFIs, act on referrals, read their status, run locally."""
 
-import asyncio
-import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn
 
 import typer
-from pydantic import TypeAdapter, ValidationError
-from rich.console import Console
-from rich.table import Table
-from temporalio.client import Client
-from temporalio.service import RPCError
 
 from starter import referrals
-from starter.client import connect
-from starter.settings import Settings
-from workflows.models import Action, Id, Rfi, Status, StatusView
+from starter.archive_commands import db_app, history, list_referrals, partner_stats_command
+from starter.console import checked_id, fail, open_archive, print_json, read_rfi, run
+from workflows.models import Action, StatusView, referral_workflow_id
 
 app = typer.Typer(
     help="Drive referral workflows on Temporal (settings come from the environment).",
@@ -28,64 +20,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-T = TypeVar("T")
-IDS = TypeAdapter(Id)
-
-
-def fail(message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(1)
-
-
-def run(operation: Callable[[Client], Awaitable[T]]) -> T:
-    """Connect, run one operation, and turn every expected failure into one line."""
-    settings = Settings()
-
-    async def main() -> T:
-        try:
-            client = await connect(settings)
-        except RuntimeError as error:
-            fail(
-                f"cannot reach Temporal at {settings.temporal_address} "
-                f"(namespace {settings.temporal_namespace}): {error}"
-            )
-        return await operation(client)
-
-    try:
-        return asyncio.run(main())
-    except referrals.ReferralError as error:
-        fail(str(error))
-    except RPCError as error:
-        fail(f"Temporal refused the request: {error.message}")
-
-
-def checked_id(value: str, what: str) -> str:
-    try:
-        return IDS.validate_python(value)
-    except ValidationError:
-        fail(f"{what} {value!r} is not a valid id (1-64 characters of A-Za-z0-9._-)")
-
-
-def read_rfi(path: Path) -> Rfi:
-    try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text()
-    except OSError as error:
-        fail(f"cannot read RFI file {path}: {error.strerror or error}")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        fail(f"RFI file {path} is not valid JSON: {error}")
-    try:
-        return Rfi.model_validate(data)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'rfi'}: {e['msg']}" for e in error.errors()
-        )
-        fail(f"invalid RFI in {path}: {problems}")
-
-
-def print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2, default=str))
+app.add_typer(db_app, name="db")
+app.command("list")(list_referrals)
+app.command()(history)
+app.command("partner-stats")(partner_stats_command)
 
 
 def dump(view: StatusView) -> Any:
@@ -103,7 +41,10 @@ def submit(
     ids = [checked_id(p.strip(), "partner id") for p in partners.split(",") if p.strip()]
     if not ids:
         fail("--partners names no partner")
-    result = run(lambda client: referrals.submit(client, rfi, ids))
+    # Temporal forgets closed runs after the namespace's retention; the archive does not.
+    archive = open_archive(migrate=True)
+    known = archive.existing(referral_workflow_id(rfi.id, p) for p in ids)
+    result = run(lambda client: referrals.submit(client, rfi, ids, archived=known))
     if as_json:
         print_json(asdict(result))
         return
@@ -168,39 +109,6 @@ def status(
     print_json(dump(run(lambda client: referrals.status(client, rfi, partner))))
 
 
-@app.command("list")
-def list_referrals(
-    status: Annotated[Status | None, typer.Option(help="Only referrals in this status.")] = None,
-    partner: Annotated[str | None, typer.Option(help="Only this partner's.")] = None,
-    rfi: Annotated[str | None, typer.Option(help="Only this RFI's.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 100,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
-) -> None:
-    """List referrals from Temporal visibility (closed ones for the namespace's retention)."""
-    partner = checked_id(partner, "partner id") if partner else None
-    rfi = checked_id(rfi, "RFI id") if rfi else None
-    found = run(
-        lambda client: referrals.summaries(
-            client, status=status, partner_id=partner, rfi_id=rfi, limit=limit
-        )
-    )
-    if as_json:
-        print_json([asdict(s) for s in found])
-        return
-    table = Table("RFI", "Partner", "Region", "Status", "Respond by", "Started")
-    for s in found:
-        table.add_row(
-            s.rfi_id,
-            s.partner_id,
-            s.region,
-            s.status,
-            _minutes(s.respond_by),
-            _minutes(s.started_at),
-        )
-    Console().print(table)
-    typer.echo(f"{len(found)} referral(s)")
-
-
 @app.command()
 def dev(
     db_file: Annotated[Path, typer.Option(help="The dev server's SQLite file.")] = Path(
@@ -224,10 +132,6 @@ def _is_decimal(text: str) -> bool:
         return Decimal(text).is_finite()
     except ArithmeticError:
         return False
-
-
-def _minutes(value: Any) -> str:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
 
 
 def main() -> NoReturn:

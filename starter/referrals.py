@@ -5,7 +5,7 @@ the same with their own SDK, by the names and JSON documented in the README.
 """
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -60,12 +60,21 @@ class ReferralSummary:
 
 
 async def submit(
-    client: Client, rfi: Rfi, partner_ids: Sequence[str], task_queue: str = TASK_QUEUE
+    client: Client,
+    rfi: Rfi,
+    partner_ids: Sequence[str],
+    task_queue: str = TASK_QUEUE,
+    archived: Collection[str] = frozenset(),
 ) -> Submission:
-    """Start one referral per partner; ids that already exist are reported, not restarted."""
+    """Start one referral per partner; ids that already exist are reported, not restarted.
+
+    `archived` names referrals the archive knows, which Temporal may have forgotten.
+    """
 
     async def start(partner_id: str) -> tuple[str, bool]:
         referral = ReferralInput(rfi=rfi, partner_id=partner_id)
+        if referral.workflow_id in archived:
+            return referral.workflow_id, False
         try:
             await client.start_workflow(
                 ReferralWorkflow.run,

@@ -1,0 +1,211 @@
+"""The archive for people and scripts: `list`, `history`, `partner-stats`, `db upgrade`."""
+
+from dataclasses import asdict
+from decimal import Decimal
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from archive.schema import ReferralRow
+from archive.stats import PartnerStats, partner_stats
+from archive.store import ReferralFilter
+from starter.console import checked_id, fail, open_archive, parse_when, print_json
+from workflows.models import Status, referral_workflow_id
+
+db_app = typer.Typer(help="The archive database.", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the archive's migrations (the worker also does it at start)."""
+    store = open_archive(migrate=True)
+    typer.echo(f"archive at {store.engine.url.render_as_string(hide_password=True)} is up to date")
+
+
+def list_referrals(
+    status: Annotated[Status | None, typer.Option(help="Only referrals in this status.")] = None,
+    partner: Annotated[str | None, typer.Option(help="Only this partner's.")] = None,
+    rfi: Annotated[str | None, typer.Option(help="Only this RFI's.")] = None,
+    region: Annotated[str | None, typer.Option(help="Only this region's.")] = None,
+    since: Annotated[str | None, typer.Option(help="Received at or after (ISO 8601).")] = None,
+    until: Annotated[str | None, typer.Option(help="Received before (ISO 8601).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="Page size.")] = 50,
+    offset: Annotated[int, typer.Option(min=0, help="Skip this many (paging).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """List archived referrals, newest received first, long after Temporal forgot them."""
+    where = ReferralFilter(
+        status=status,
+        partner_id=checked_id(partner, "partner id") if partner else None,
+        rfi_id=checked_id(rfi, "RFI id") if rfi else None,
+        region=checked_id(region, "region") if region else None,
+        since=parse_when(since, "--since"),
+        until=parse_when(until, "--until"),
+    )
+    store = open_archive()
+    rows = store.referrals(where, limit=limit, offset=offset)
+    if as_json:
+        print_json([summary(r) for r in rows])
+        return
+    table = Table("RFI", "Partner", "Region", "Status", "Received", "Updated", "Deal")
+    for r in rows:
+        deal = f"{_money(r.final_deal_value or r.estimated_deal_value)} {r.currency or ''}"
+        table.add_row(
+            r.rfi_id,
+            r.partner_id,
+            r.region,
+            r.status,
+            _minutes(r.received_at),
+            _minutes(r.updated_at),
+            deal.strip(),
+        )
+    Console().print(table)
+    more = f"; next page: --offset {offset + limit}" if len(rows) == limit else ""
+    typer.echo(f"{len(rows)} referral(s) from #{offset + 1}{more}")
+
+
+def history(
+    rfi: Annotated[str, typer.Argument(help="RFI id.")],
+    partner: Annotated[str, typer.Argument(help="Partner id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """One referral's timeline from the archive: every transition, its cause and times."""
+    workflow_id = referral_workflow_id(checked_id(rfi, "RFI id"), checked_id(partner, "partner id"))
+    row = open_archive().history(workflow_id)
+    if row is None:
+        fail(f"no archived referral {workflow_id}")
+    timeline = [
+        {
+            "seq": t.seq,
+            "from": t.from_status,
+            "to": t.to_status,
+            "effective_at": _iso(t.effective_at),
+            "processed_at": _iso(t.processed_at),
+            "cause": {"kind": t.cause_kind, "name": t.cause_name},
+            "reason": t.reason,
+        }
+        for t in row.transitions
+    ]
+    if as_json:
+        print_json({**summary(row), "transitions": timeline})
+        return
+    typer.echo(
+        f"{workflow_id}: {row.status}, region {row.region}, received {_minutes(row.received_at)}"
+    )
+    table = Table("#", "From", "To", "Cause", "Effective", "Processed", "Reason")
+    for t in row.transitions:
+        table.add_row(
+            str(t.seq),
+            t.from_status,
+            t.to_status,
+            f"{t.cause_kind}: {t.cause_name}",
+            _minutes(t.effective_at),
+            _minutes(t.processed_at),
+            t.reason or "",
+        )
+    Console().print(table)
+
+
+def partner_stats_command(
+    partner: Annotated[str | None, typer.Option(help="Only this partner.")] = None,
+    since: Annotated[str | None, typer.Option(help="Referrals received since (ISO 8601).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+) -> None:
+    """Responsiveness and outcomes per partner (definitions in the README)."""
+    stats = partner_stats(
+        open_archive().engine,
+        partner_ids=[checked_id(partner, "partner id")] if partner else None,
+        since=parse_when(since, "--since"),
+    )
+    if as_json:
+        print_json([stats_json(s) for s in stats])
+        return
+    table = Table(
+        "Partner",
+        "Referrals",
+        "Median 1st resp.",
+        "P90",
+        "<24 h",
+        "Accept",
+        "Skip",
+        "Miss",
+        "Decline",
+        "Expire",
+        "Win",
+        "Pipeline",
+        "Won",
+    )
+    for s in stats:
+        table.add_row(
+            s.partner_id,
+            str(s.referrals),
+            _duration(s.median_first_response_s),
+            _duration(s.p90_first_response_s),
+            _share(s.answered_within_24h),
+            _share(s.accept_rate),
+            _share(s.skip_rate),
+            _share(s.miss_rate),
+            _share(s.decline_rate),
+            _share(s.expire_rate),
+            _share(s.win_rate),
+            _amounts(s.pipeline_value),
+            _amounts(s.won_value),
+        )
+    Console().print(table)
+
+
+def summary(row: ReferralRow) -> dict[str, Any]:
+    return {
+        "workflow_id": row.workflow_id,
+        "rfi_id": row.rfi_id,
+        "partner_id": row.partner_id,
+        "region": row.region,
+        "location": row.location,
+        "status": row.status,
+        "received_at": _iso(row.received_at),
+        "first_response_at": _iso(row.first_response_at),
+        "updated_at": _iso(row.updated_at),
+        "closed_at": _iso(row.closed_at),
+        "estimated_deal_value": _money(row.estimated_deal_value),
+        "currency": row.currency,
+        "estimated_close_date": row.estimated_close_date.isoformat()
+        if row.estimated_close_date
+        else None,
+        "final_deal_value": _money(row.final_deal_value),
+    }
+
+
+def stats_json(stats: PartnerStats) -> dict[str, Any]:
+    data = asdict(stats)
+    for key in ("pipeline_value", "won_value"):
+        data[key] = {currency: _money(v) for currency, v in sorted(data[key].items())}
+    return data
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def _minutes(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
+
+
+def _share(value: float | None) -> str:
+    return "" if value is None else f"{value:.0%}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}h{rest // 60:02d}m"
+
+
+def _amounts(values: dict[str, Decimal]) -> str:
+    return ", ".join(f"{_money(v)} {c}" for c, v in sorted(values.items()))
