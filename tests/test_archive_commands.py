@@ -1,0 +1,214 @@
+"""`referrals list`, `history` and `partner-stats` on an archive filled by real workflows.
+
+One scenario, run once on the time-skipping server; every figure below is computed by hand
+from it. Six referrals are received at T:
+
+| referral | partner | what happens                               | first response | ends        |
+|----------|---------|--------------------------------------------|----------------|-------------|
+| a1       | acme    | interested T+2h, accept 1000 EUR, won 1200 | 2 h            | Won         |
+| a2       | acme    | no_thanks T+30h                            | 30 h           | Skipped     |
+| a3       | acme    | silence                                    | none           | Missed      |
+| a4       | acme    | interested T+10h, accept 500 EUR           | 10 h           | Negotiating |
+| g1       | globex  | interested T+1h, decline                   | 1 h            | Declined    |
+| g2       | globex  | interested T+5h, then silence              | 5 h            | Expired     |
+"""
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from starter.settings import Settings
+from tests.conftest import SAMPLES, make_rfi, running_worker
+from workflows.models import ReferralInput
+from workflows.referral import ReferralWorkflow
+
+HOUR = 3600.0
+BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Archive:
+    url: str
+    received_at: datetime
+    rfi_ids: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+async def archive(
+    time_skipping_env: WorkflowEnvironment,
+    executor: ThreadPoolExecutor,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Archive:
+    env = time_skipping_env
+    folder = tmp_path_factory.mktemp("archive-commands")
+    settings = Settings(
+        REFERRALS_OUTBOX_DIR=folder / "outbox",
+        REFERRALS_PARTNER_DIRECTORY=SAMPLES / "partners.json",
+        REFERRALS_DATABASE_URL=f"sqlite:///{folder}/referrals.db",
+    )
+    start = await env.get_current_time()
+    close = str(start.date() + timedelta(days=60))
+    partners = {
+        "a1": "acme-consulting",
+        "a2": "acme-consulting",
+        "a3": "acme-consulting",
+        "a4": "acme-consulting",
+        "g1": "globex",
+        "g2": "globex",
+    }
+    async with running_worker(env.client, settings, executor) as worker:
+        handles = {}
+        rfi_ids = {}
+        for key, partner in partners.items():
+            rfi = make_rfi(received_at=start.isoformat())
+            rfi_ids[key] = rfi.id
+            referral = ReferralInput(rfi=rfi, partner_id=partner)
+            handles[key] = await env.client.start_workflow(
+                ReferralWorkflow.run,
+                referral,
+                id=referral.workflow_id,
+                task_queue=worker.task_queue,
+            )
+        accept = {"currency": "EUR", "estimated_close_date": close}
+        timeline: list[tuple[float, str, str, dict[str, Any]]] = [
+            (1, "g1", "interested", {}),
+            (1, "g1", "decline", {"reason": "Out of scope"}),
+            (2, "a1", "interested", {}),
+            (2, "a1", "accept", {**accept, "estimated_deal_value": "1000"}),
+            (2, "a1", "won", {"final_deal_value": "1200"}),
+            (5, "g2", "interested", {}),
+            (10, "a4", "interested", {}),
+            (10, "a4", "accept", {**accept, "estimated_deal_value": "500"}),
+            (30, "a2", "no_thanks", {}),
+        ]
+        now = 0.0
+        for at, key, action, payload in timeline:
+            if at > now:
+                await env.sleep(timedelta(hours=at - now))
+                now = at
+            await handles[key].signal(action, payload)
+        for key in ("a1", "a2", "a3", "g1", "g2"):
+            await handles[key].result()
+        await env.sleep(timedelta(seconds=5))  # a4's archive write after accept
+    return Archive(url=settings.database_url, received_at=start, rfi_ids=rfi_ids)
+
+
+def referrals(archive: Archive, *args: str) -> Any:
+    result = subprocess.run(
+        [str(BIN / "referrals"), *args],
+        env={**os.environ, "REFERRALS_DATABASE_URL": archive.url, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout) if "--json" in args else result.stdout
+
+
+def test_partner_stats_match_the_hand_computed_figures(archive: Archive) -> None:
+    stats = {s["partner_id"]: s for s in referrals(archive, "partner-stats", "--json")}
+    acme, globex = stats["acme-consulting"], stats["globex"]
+    assert acme["referrals"] == 4
+    # answered after 2 h, 10 h and 30 h: the median is 10 h, p90 (rank 3 of 3) 30 h
+    assert acme["median_first_response_s"] == pytest.approx(10 * HOUR, abs=5)
+    assert acme["p90_first_response_s"] == pytest.approx(30 * HOUR, abs=5)
+    assert acme["answered_within_24h"] == 0.5  # a1, a4 of four
+    assert acme["accept_rate"] == 0.5  # a1 (Won), a4 (Negotiating)
+    assert (acme["skip_rate"], acme["miss_rate"]) == (0.25, 0.25)
+    assert (acme["decline_rate"], acme["expire_rate"]) == (0.0, 0.0)
+    assert acme["win_rate"] == 0.5
+    assert acme["pipeline_value"] == {"EUR": "500"}
+    assert acme["won_value"] == {"EUR": "1200"}
+
+    assert globex["referrals"] == 2
+    assert globex["median_first_response_s"] == pytest.approx(3 * HOUR, abs=5)  # (1 h + 5 h)/2
+    assert globex["p90_first_response_s"] == pytest.approx(5 * HOUR, abs=5)
+    assert globex["answered_within_24h"] == 1.0
+    assert (globex["accept_rate"], globex["win_rate"]) == (0.0, None)
+    assert (globex["decline_rate"], globex["expire_rate"]) == (0.5, 0.5)
+    assert (globex["pipeline_value"], globex["won_value"]) == ({}, {})
+
+    only = referrals(archive, "partner-stats", "--partner", "globex", "--json")
+    assert [s["partner_id"] for s in only] == ["globex"]
+    later = (archive.received_at + timedelta(minutes=1)).isoformat()
+    assert referrals(archive, "partner-stats", "--since", later, "--json") == []
+    table = referrals(archive, "partner-stats")
+    assert "acme-consulting" in table
+    assert "10h00m" in table
+
+
+def test_list_filters_pages_and_keeps_the_contract_keys(archive: Archive) -> None:
+    everything = referrals(archive, "list", "--json")
+    assert len(everything) == 6
+    assert {
+        "rfi_id",
+        "partner_id",
+        "region",
+        "status",
+        "received_at",
+        "updated_at",
+        "closed_at",
+        "estimated_deal_value",
+        "currency",
+        "final_deal_value",
+    } <= set(everything[0])
+    by_rfi = {r["rfi_id"]: r for r in everything}
+    won = by_rfi[archive.rfi_ids["a1"]]
+    assert (
+        won["status"],
+        won["estimated_deal_value"],
+        won["final_deal_value"],
+        won["currency"],
+    ) == ("Won", "1000", "1200", "EUR")
+    assert won["closed_at"] is not None
+    open_one = by_rfi[archive.rfi_ids["a4"]]
+    assert (open_one["status"], open_one["closed_at"]) == ("Negotiating", None)
+
+    acme = referrals(archive, "list", "--partner", "acme-consulting", "--json")
+    assert sorted(r["status"] for r in acme) == ["Missed", "Negotiating", "Skipped", "Won"]
+    assert [
+        r["partner_id"] for r in referrals(archive, "list", "--status", "Expired", "--json")
+    ] == ["globex"]
+    assert referrals(archive, "list", "--region", "apac", "--json") == []
+    assert len(referrals(archive, "list", "--rfi", archive.rfi_ids["g1"], "--json")) == 1
+    until = archive.received_at.isoformat()
+    assert referrals(archive, "list", "--until", until, "--json") == []
+
+    first = referrals(archive, "list", "--limit", "4", "--json")
+    second = referrals(archive, "list", "--limit", "4", "--offset", "4", "--json")
+    assert len(first) == 4
+    assert len(second) == 2
+    assert {r["workflow_id"] for r in first} | {r["workflow_id"] for r in second} == {
+        r["workflow_id"] for r in everything
+    }
+    assert "next page: --offset 4" in referrals(archive, "list", "--limit", "4")
+
+
+def test_history_is_the_timeline_with_causes_and_times(archive: Archive) -> None:
+    expired = referrals(archive, "history", archive.rfi_ids["g2"], "globex", "--json")
+    assert expired["status"] == "Expired"
+    steps = [
+        (t["from"], t["to"], t["cause"]["kind"], t["cause"]["name"]) for t in expired["transitions"]
+    ]
+    assert steps == [
+        ("New", "Evaluating", "action", "interested"),
+        ("Evaluating", "Expired", "deadline", "decide"),
+    ]
+    entered = datetime.fromisoformat(expired["transitions"][0]["effective_at"])
+    assert datetime.fromisoformat(expired["transitions"][1]["effective_at"]) == (
+        entered + timedelta(days=7)
+    )
+
+    missed = referrals(archive, "history", archive.rfi_ids["a3"], "acme-consulting")
+    assert "Missed" in missed
+    assert "deadline: respond" in missed
