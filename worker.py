@@ -22,6 +22,8 @@ from starter.settings import Settings
 from workflows import TASK_QUEUE
 from workflows.referral import ReferralWorkflow
 
+ACTIVITY_THREADS = 16  # activities are blocking calls; never take more than threads can run
+
 # Validation libraries that pydantic imports lazily: load them once, not in every sandbox.
 SANDBOX = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("email_validator", "idna")
@@ -55,6 +57,7 @@ def build_worker(
             EmailActivities(build_mailer(settings)).send_email,
         ],
         activity_executor=executor,
+        max_concurrent_activities=ACTIVITY_THREADS,
         workflow_runner=SANDBOX,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
@@ -83,7 +86,7 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    with ThreadPoolExecutor(max_workers=16) as executor:
+    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
         async with build_worker(client, settings, executor):
             logging.info(
                 "Worker polling task queue %r on %s", TASK_QUEUE, settings.temporal_address

@@ -1,5 +1,6 @@
 """Where email goes: SendGrid's v3 API, or `.eml` files in a local outbox."""
 
+import logging
 import os
 import tempfile
 from email.message import EmailMessage
@@ -13,6 +14,9 @@ from sendgrid.helpers.mail import CustomArg, Mail
 from temporalio.exceptions import ApplicationError
 
 from activities.rendering import RenderedEmail
+
+# The HTTP client logs request headers (the API key) and bodies at DEBUG: never let it.
+logging.getLogger("python_http_client").setLevel(logging.WARNING)
 
 # SendGrid answers these for a message it will never accept; anything else may pass later.
 REJECTED_STATUSES = frozenset({400, 401, 403, 404, 413})

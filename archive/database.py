@@ -5,8 +5,11 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -47,7 +50,22 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply the migrations up to `revision`, creating a SQLite file's folder if needed."""
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
         Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(engine), revision)
+    config = alembic_config(engine)
+    try:
+        command.upgrade(config, revision)
+    except SQLAlchemyError:
+        # Another worker or the command migrated at the same moment: fine if it is done.
+        if revision != "head" or current_revision(engine) != head_revision(config):
+            raise
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision(config: Config) -> str | None:
+    return ScriptDirectory.from_config(config).get_current_head()
 
 
 def downgrade(engine: Engine, revision: str) -> None:

@@ -81,7 +81,8 @@ def act(
     }
     for key in ("estimated_deal_value", "final_deal_value"):
         if key in payload and not _is_decimal(payload[key]):
-            fail(f"--{key.split('_')[0]}-value {payload[key]!r} is not a number")
+            option = "--deal-value" if key == "estimated_deal_value" else "--final-value"
+            fail(f"{option} {payload[key]!r} is not a number")
     view = run(lambda client: referrals.act(client, rfi, partner, action.value, payload))
     print_json(dump(view))
 
@@ -141,6 +142,9 @@ def main() -> NoReturn:
         code = 0
     except SystemExit as exit:
         code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+    except Exception as error:  # a bug: still one line and a reliable exit code
+        typer.echo(f"error: unexpected {type(error).__name__}: {error}", err=True)
+        code = 1
     sys.stdout.flush()
     sys.stderr.flush()
     # Skip interpreter finalisation, where the SDK's native runtime can crash (sdk-python #300).

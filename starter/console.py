@@ -4,7 +4,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -13,6 +13,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Engine, inspect
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.client import Client
+from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError
 
 from archive.database import create_archive_engine, upgrade
@@ -20,6 +21,7 @@ from archive.store import ArchiveStore
 from starter import referrals
 from starter.client import connect
 from starter.settings import Settings
+from workflows import TASK_QUEUE
 from workflows.models import Id, Rfi
 
 T = TypeVar("T")
@@ -29,6 +31,9 @@ IDS = TypeAdapter(Id)
 def fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(1)
+
+
+ANSWER_WITHIN = timedelta(seconds=30)
 
 
 def run(operation: Callable[[Client], Awaitable[T]]) -> T:
@@ -43,7 +48,13 @@ def run(operation: Callable[[Client], Awaitable[T]]) -> T:
                 f"cannot reach Temporal at {settings.temporal_address} "
                 f"(namespace {settings.temporal_namespace}): {error}"
             )
-        return await operation(client)
+        try:
+            return await asyncio.wait_for(operation(client), ANSWER_WITHIN.total_seconds())
+        except TimeoutError:
+            fail(
+                f"no answer within {ANSWER_WITHIN.seconds} s: is a worker polling the "
+                f"'{TASK_QUEUE}' task queue of namespace {settings.temporal_namespace}?"
+            )
 
     try:
         return asyncio.run(main())
@@ -51,6 +62,8 @@ def run(operation: Callable[[Client], Awaitable[T]]) -> T:
         fail(str(error))
     except RPCError as error:
         fail(f"Temporal refused the request: {error.message}")
+    except TemporalError as error:
+        fail(f"Temporal could not answer: {error}")
 
 
 def checked_id(value: str, what: str) -> str:

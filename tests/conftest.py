@@ -23,7 +23,7 @@ from temporalio.worker import Worker
 
 from archive.database import archive_url
 from starter.settings import Settings
-from worker import build_worker
+from worker import ACTIVITY_THREADS, build_worker
 from workflows import SEARCH_ATTRIBUTE_KEYS
 from workflows.models import Rfi
 
@@ -123,7 +123,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture(scope="session")
 def executor() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as pool:
         yield pool
 
 

@@ -13,7 +13,7 @@ from temporalio.converter import default
 
 from tests.conftest import SAMPLES, make_rfi, rfi_data
 from workflows.models import Deadlines, ReferralInput, Rfi
-from workflows.referral import decode_action_argument
+from workflows.payloads import decode_action_argument
 
 # --- Rfi -----------------------------------------------------------------------------------
 

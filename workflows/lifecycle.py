@@ -63,6 +63,7 @@ DEADLINES: Mapping[Status, tuple[DeadlineKind, Status]] = {
     Status.EVALUATING: (DeadlineKind.DECIDE, Status.EXPIRED),
 }
 
+MAX_REJECTED = 100  # keeps the view and the result far below Temporal's payload limit
 REROUTE_STATUSES = frozenset({Status.SKIPPED, Status.MISSED, Status.DECLINED, Status.EXPIRED})
 CLOSED_STATUSES = REROUTE_STATUSES | {Status.WON, Status.LOST}
 
@@ -225,9 +226,11 @@ class Referral:
         return self._transition(target, now, now, Cause(kind="action", name=name), reason)
 
     def reject(self, action: str, now: datetime, reason: str) -> None:
-        self.rejected_actions.append(
-            RejectedAction(action=action, at=now, status=self.status, reason=reason)
-        )
+        """List a refused signal; only the latest MAX_REJECTED are kept, each cut short."""
+        self.rejected_actions = [
+            *self.rejected_actions[-(MAX_REJECTED - 1) :],
+            RejectedAction(action=action[:64], at=now, status=self.status, reason=reason[:300]),
+        ]
 
     def fire_due(self, now: datetime) -> list[EmailRequest]:
         """Send the reminder and apply the deadline whose time has come by ``now``."""
@@ -282,12 +285,11 @@ class Referral:
                 self._email(EmailKind.DETAILS, self._contact.contact_email, due_at=self._due_at)
             ]
         if target in REROUTE_STATUSES:
-            return [self._email(EmailKind.REROUTE, self.rfi.customer.email, reason=reason)]
+            # The partner's reason stays with the marketplace: the customer is not told it.
+            return [self._email(EmailKind.REROUTE, self.rfi.customer.email)]
         return []
 
-    def _email(
-        self, kind: EmailKind, to: str, *, due_at: datetime | None = None, reason: str | None = None
-    ) -> EmailRequest:
+    def _email(self, kind: EmailKind, to: str, *, due_at: datetime | None = None) -> EmailRequest:
         email_id = f"{self.referral_id}.{len(self.emails) + 1}-{kind}"
         self.emails.append(EmailRecord(id=email_id, kind=kind, to=to, outcome=EmailOutcome.PENDING))
         return EmailRequest(
@@ -298,7 +300,6 @@ class Referral:
             rfi=self.rfi,
             partner=self._contact,
             due_at=due_at,
-            reason=reason,
         )
 
     @property

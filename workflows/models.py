@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
+    model_validator,
 )
 from pydantic_extra_types.currency_code import ISO4217
 
@@ -66,7 +67,29 @@ class EmailOutcome(StrEnum):
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is out of range") from None
+
+
+def _text_only(what: str) -> Any:
+    """Refuse numbers that lax pydantic would read as timestamps or seconds."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, int | float | Decimal):
+            raise ValueError(f"expected {what} as an ISO 8601 string")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _decimal_text(value: Any) -> Any:
+    if isinstance(value, bool) or (
+        isinstance(value, str) and not re.fullmatch(r"\d+(\.\d+)?", value.strip())
+    ):
+        raise ValueError("expected an amount as a JSON number or a decimal string like 1250.50")
+    return value.strip() if isinstance(value, str) else value
 
 
 def _iso_date_only(value: Any) -> Any:
@@ -78,7 +101,7 @@ def _iso_date_only(value: Any) -> Any:
     return value
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+UtcDatetime = Annotated[AwareDatetime, _text_only("a time"), AfterValidator(_to_utc)]
 IsoDate = Annotated[date, BeforeValidator(_iso_date_only)]
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -87,8 +110,15 @@ LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
 ExactAmount = Annotated[
     Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")
 ]
-Money = Annotated[Decimal, Field(gt=0, max_digits=20, decimal_places=4, allow_inf_nan=False)]
-PositiveDuration = Annotated[timedelta, Field(gt=timedelta(0))]
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_text),
+    Field(gt=0, max_digits=20, decimal_places=4, allow_inf_nan=False),
+]
+MAX_DURATION = timedelta(days=366)
+PositiveDuration = Annotated[
+    timedelta, _text_only("a duration"), Field(gt=timedelta(0), le=MAX_DURATION)
+]
 
 
 class WireModel(BaseModel):
@@ -128,6 +158,14 @@ class Rfi(WireModel):
     company_size: Text
     customer: Customer
     deadlines: Deadlines = Deadlines()
+
+    @model_validator(mode="after")
+    def _deadlines_fit_the_calendar(self) -> "Rfi":
+        try:
+            self.received_at + 3 * MAX_DURATION
+        except OverflowError:
+            raise ValueError("received_at is too far in the future") from None
+        return self
 
 
 class ReferralInput(WireModel):
@@ -198,7 +236,6 @@ class EmailRequest(WireModel):
     rfi: Rfi
     partner: PartnerContact
     due_at: UtcDatetime | None = None
-    reason: str | None = None
     # Reroutes only: other partners to suggest, best first; None when they are unknown.
     alternatives: list[str] | None = None
 

@@ -7,10 +7,8 @@ instead of being dropped by the SDK or failing the workflow task.
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
@@ -18,8 +16,6 @@ from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import ValidationError
-
     from activities.archive import ArchiveActivities
     from activities.directory import DirectoryActivities
     from activities.email import EmailActivities
@@ -39,14 +35,17 @@ with workflow.unsafe.imports_passed_through():
         EmailOutcome,
         EmailRequest,
         PartnerContact,
-        ReferralInput,
+        Status,
         StatusView,
         SuggestionRequest,
     )
+    from workflows.payloads import decode_action_argument, parse_referral_input
 
+STARTING_WAIT = timedelta(seconds=10)
+CLOCK_SKEW = timedelta(days=1)  # how far ahead of the server's clock received_at may be
+NOT_SERVED = ["PartnerNotFound", "RegionNotServed"]
 LOOKUP_RETRY = RetryPolicy(
-    maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=["PartnerNotFound", "RegionNotServed"],
+    maximum_interval=timedelta(minutes=1), non_retryable_error_types=NOT_SERVED
 )
 # The archive must never lose a referral: retry until the database is back.
 ARCHIVE_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
@@ -57,26 +56,19 @@ EMAIL_RETRY = RetryPolicy(
 )
 
 
-def decode_action_argument(args: Sequence[RawValue]) -> Any:
-    """The action's one JSON argument (None when absent), with exact decimals."""
-    if len(args) > 1:
-        raise ValueError(f"expected one JSON argument, got {len(args)}")
-    if not args:
-        return None
-    payload = args[0].payload
-    encoding = payload.metadata.get("encoding", b"").decode()
-    if encoding == "binary/null":
-        return None
-    if encoding != "json/plain":
-        raise ValueError(f"expected a JSON argument, got encoding {encoding!r}")
-    return json.loads(payload.data, parse_float=Decimal)
-
-
-@workflow.defn(name=WORKFLOW_TYPE, failure_exception_types=[ValidationError])
+@workflow.defn(name=WORKFLOW_TYPE)
 class ReferralWorkflow:
+    # Raw arguments: a start with a malformed or missing input fails the run with one clear
+    # error (InvalidInput) instead of failing workflow tasks forever.
     @workflow.init
-    def __init__(self, input: ReferralInput) -> None:
-        self._referral = Referral(input.rfi, input.partner_id)
+    def __init__(self, *args: Any) -> None:
+        self._invalid_input: str | None = None
+        self._referral: Referral | None = None
+        try:
+            input = parse_referral_input(args)
+            self._referral = Referral(input.rfi, input.partner_id)
+        except ValueError as error:
+            self._invalid_input = str(error)
         self._started = False
         self._changes = 0
         self._published: tuple[str, datetime | None] | None = None
@@ -84,17 +76,28 @@ class ReferralWorkflow:
         self._archived = -1  # transitions in the archive; -1 before the first write
 
     @workflow.run
-    async def run(self, input: ReferralInput) -> StatusView:
-        referral = self._referral
+    async def run(self, *args: Any) -> StatusView:
+        referral = self.referral
+        rfi = referral.rfi
+        if workflow.info().workflow_id != referral.referral_id:
+            raise ApplicationError(
+                f"the workflow id must be {referral.referral_id!r} for RFI {rfi.id!r} "
+                f"and partner {referral.partner_id!r}",
+                type="WorkflowIdMismatch",
+            )
+        if rfi.received_at > workflow.now() + CLOCK_SKEW:
+            raise ApplicationError(
+                f"received_at {rfi.received_at.isoformat()} is in the future", type="InvalidInput"
+            )
         workflow.upsert_search_attributes(
             [
-                RFI_KEY.value_set(input.rfi.id),
-                PARTNER_KEY.value_set(input.partner_id),
-                REGION_KEY.value_set(input.rfi.region),
+                RFI_KEY.value_set(rfi.id),
+                PARTNER_KEY.value_set(referral.partner_id),
+                REGION_KEY.value_set(rfi.region),
             ]
         )
         self._publish()
-        partner = await self._look_up_partner(input)
+        partner = await self._look_up_partner()
         self._started = True
         self._apply(referral.start(partner, workflow.now()))
         archiving = asyncio.create_task(self._keep_archived())
@@ -105,9 +108,17 @@ class ReferralWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return referral.view()
 
+    @property
+    def referral(self) -> Referral:
+        if self._referral is None:
+            raise ApplicationError(
+                str(self._invalid_input), type="InvalidInput", non_retryable=True
+            )
+        return self._referral
+
     @workflow.query(name="status")
     def status(self) -> StatusView:
-        return self._referral.view()
+        return self.referral.view()
 
     @workflow.signal(dynamic=True)
     async def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
@@ -115,25 +126,31 @@ class ReferralWorkflow:
             await workflow.wait_condition(lambda: self._started)
         now = workflow.now()
         try:
-            self._apply(self._referral.act(name, self._argument(name, args), now))
+            self._apply(self.referral.act(name, self._argument(name, args), now))
         except ActionRejected as rejected:
             workflow.logger.warning("Signal refused: %s", rejected)
-            self._referral.reject(name, now, rejected.reason)
+            self.referral.reject(name, now, rejected.reason)
 
     @workflow.update(dynamic=True)
     async def on_update(self, name: str, args: Sequence[RawValue]) -> StatusView:
-        if not self._started:
-            await workflow.wait_condition(lambda: self._started)
         try:
-            self._apply(self._referral.act(name, self._argument(name, args), workflow.now()))
+            if not self._started:
+                # A caller waits a little while the partner's contact is looked up, not forever.
+                try:
+                    await workflow.wait_condition(lambda: self._started, timeout=STARTING_WAIT)
+                except TimeoutError:
+                    raise ActionRejected(
+                        name, Status.NEW, "the referral is still starting; try again in a moment"
+                    ) from None
+            self._apply(self.referral.act(name, self._argument(name, args), workflow.now()))
         except ActionRejected as rejected:
             raise _as_application_error(rejected) from None
-        return self._referral.view()
+        return self.referral.view()
 
     @on_update.validator
     def validate_update(self, name: str, args: Sequence[RawValue]) -> None:
         try:
-            self._referral.validate(name, self._argument(name, args), workflow.now())
+            self.referral.validate(name, self._argument(name, args), workflow.now())
         except ActionRejected as rejected:
             raise _as_application_error(rejected) from None
 
@@ -150,7 +167,7 @@ class ReferralWorkflow:
         try:
             return decode_action_argument(args)
         except ValueError as error:
-            raise ActionRejected(name, self._referral.status, f"invalid payload: {error}") from None
+            raise ActionRejected(name, self.referral.status, f"invalid payload: {error}") from None
 
     def _apply(self, emails: list[EmailRequest]) -> None:
         """After a change: wake the run loop, send its emails, publish the new state."""
@@ -160,20 +177,20 @@ class ReferralWorkflow:
 
     def _publish(self) -> None:
         """Keep the status and running deadline current for operators, when they change."""
-        deadline = self._referral.deadline
+        deadline = self.referral.deadline
         due_at = deadline.due_at if deadline else None
-        if self._published != (self._referral.status, due_at):
-            self._published = (self._referral.status, due_at)
+        if self._published != (self.referral.status, due_at):
+            self._published = (self.referral.status, due_at)
             workflow.upsert_search_attributes(
                 [
-                    STATUS_KEY.value_set(self._referral.status),
+                    STATUS_KEY.value_set(self.referral.status),
                     RESPOND_BY_KEY.value_set(due_at) if due_at else RESPOND_BY_KEY.value_unset(),
                 ]
             )
 
     async def _keep_archived(self) -> None:
         """Record the referral when it starts and after each transition, one write at a time."""
-        referral = self._referral
+        referral = self.referral
         while not (referral.closed and self._archived == len(referral.transitions)):
             await workflow.wait_condition(
                 lambda: referral.closed or self._archived != len(referral.transitions)
@@ -188,23 +205,33 @@ class ReferralWorkflow:
                 )
                 self._archived = count
 
-    async def _look_up_partner(self, input: ReferralInput) -> PartnerContact:
+    async def _look_up_partner(self) -> PartnerContact:
+        referral = self.referral
         lookup = ContactLookup(
-            partner_id=input.partner_id, region=input.rfi.region, location=input.rfi.location
+            partner_id=referral.partner_id,
+            region=referral.rfi.region,
+            location=referral.rfi.location,
         )
+        deadline = referral.deadline
+        # Retry a broken directory until the respond deadline, then fail visibly.
+        left = (deadline.due_at - workflow.now()) if deadline else timedelta(0)
         try:
             return await workflow.execute_activity_method(
                 DirectoryActivities.look_up_contact,
                 lookup,
                 start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=max(left, timedelta(minutes=10)),
                 retry_policy=LOOKUP_RETRY,
             )
         except ActivityError as error:
             cause = error.cause
-            message = cause.message if isinstance(cause, ApplicationError) else str(error)
+            if isinstance(cause, ApplicationError) and cause.type in NOT_SERVED:
+                kind, message = cause.type, cause.message
+            else:
+                kind, message = "LookupFailed", f"the partner directory did not answer: {cause}"
             raise ApplicationError(
-                f"Referral {input.workflow_id} cannot start: {message}",
-                type=cause.type if isinstance(cause, ApplicationError) else "LookupFailed",
+                f"Referral {referral.referral_id} cannot start: {message}",
+                type=kind,
                 non_retryable=True,
             ) from error
 
@@ -223,16 +250,16 @@ class ReferralWorkflow:
             cause = error.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(error)
             workflow.logger.warning("Email %s failed: %s", email.id, message)
-            self._referral.record_email(email.id, EmailOutcome.FAILED, message)
+            self.referral.record_email(email.id, EmailOutcome.FAILED, message)
         else:
-            self._referral.record_email(email.id, EmailOutcome.SENT)
+            self.referral.record_email(email.id, EmailOutcome.SENT)
 
     async def _alternatives(self) -> list[str] | None:
         """Partners to suggest to the customer; None if they cannot be known in time."""
-        rfi = self._referral.rfi
+        rfi = self.referral.rfi
         request = SuggestionRequest(
             rfi_id=rfi.id,
-            partner_id=self._referral.partner_id,
+            partner_id=self.referral.partner_id,
             region=rfi.region,
             location=rfi.location,
         )
