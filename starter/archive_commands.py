@@ -51,7 +51,8 @@ def list_referrals(
         return
     table = Table("RFI", "Partner", "Region", "Status", "Received", "Updated", "Deal")
     for r in rows:
-        deal = f"{_money(r.final_deal_value or r.estimated_deal_value)} {r.currency or ''}"
+        amount = r.final_deal_value or r.estimated_deal_value
+        deal = f"{_money(amount)} {r.currency}" if amount is not None else ""
         table.add_row(
             r.rfi_id,
             r.partner_id,

@@ -5,14 +5,18 @@ import contextlib
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
+from temporalio.exceptions import TemporalError
 
 from starter import referrals
 from starter.client import connect
@@ -115,7 +119,7 @@ async def run_demo(client: Client) -> None:
         {
             "estimated_deal_value": "48000",
             "currency": "EUR",
-            "estimated_close_date": str(now.date().replace(year=now.year + 1)),
+            "estimated_close_date": str(now.date() + timedelta(days=90)),
         },
     )
     print(
@@ -125,30 +129,50 @@ async def run_demo(client: Client) -> None:
 
 
 def run_dev(*, db_file: Path, port: int, ui_port: int, demo: bool) -> None:
+    for taken in (port, ui_port):
+        if port_in_use(taken):
+            raise referrals.ReferralError(
+                f"port {taken} is already in use: is a dev server "
+                "running? (--port and --ui-port choose others)"
+            )
     db_file.parent.mkdir(parents=True, exist_ok=True)
     address = f"localhost:{port}"
-    settings = Settings(TEMPORAL_ADDRESS=address)
-    env = {**os.environ, "TEMPORAL_ADDRESS": address}
-    with process(dev_server_command(db_file, port, ui_port)) as server:
-        asyncio.run(wait_for_server(settings, server))
-        print(f"Temporal dev server on {address}, Web UI on http://localhost:{ui_port}")
-        with process([sys.executable, "-m", "worker"], env=env) as worker:
-            if demo:
-                asyncio.run(_demo(settings))
-            print(
-                f"Watch it: http://localhost:{ui_port}/namespaces/default/workflows"
-                f"  (emails land in {settings.outbox_dir}/). Ctrl-C stops everything."
-            )
-            try:
+    # The dev server has the default namespace only.
+    settings = Settings(TEMPORAL_ADDRESS=address, TEMPORAL_NAMESPACE="default")
+    env = {**os.environ, "TEMPORAL_ADDRESS": address, "TEMPORAL_NAMESPACE": "default"}
+    # SIGTERM and SIGHUP stop everything like Ctrl-C, so that no process is left behind.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+    try:
+        with process(dev_server_command(db_file, port, ui_port)) as server:
+            asyncio.run(wait_for_server(settings, server))
+            print(f"Temporal dev server on {address}, Web UI on http://localhost:{ui_port}")
+            with process([sys.executable, "-m", "worker"], env=env) as worker:
+                if demo:
+                    asyncio.run(_demo(settings))
+                print(
+                    f"Watch it: http://localhost:{ui_port}/namespaces/default/workflows"
+                    f"  (emails land in {settings.outbox_dir}/). Ctrl-C stops everything."
+                )
                 while server.poll() is None and worker.poll() is None:
                     time.sleep(1)
-            except KeyboardInterrupt:
-                print("\nStopping the worker and the dev server...")
-                return
-            raise referrals.ReferralError(
-                "the worker exited" if worker.poll() is not None else "the dev server exited"
-            )
+                stopped = "the worker" if worker.poll() is not None else "the dev server"
+                raise referrals.ReferralError(f"{stopped} exited")
+    except KeyboardInterrupt:
+        print("\nStopped the worker and the dev server.")
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 async def _demo(settings: Settings) -> None:
-    await run_demo(await connect(settings))
+    try:
+        await run_demo(await connect(settings))
+    except (TemporalError, RuntimeError) as error:
+        raise referrals.ReferralError(f"the demo failed: {error}") from None

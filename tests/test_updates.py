@@ -138,25 +138,48 @@ async def test_action_and_deadline_in_the_same_workflow_task_the_action_wins(
 ) -> None:
     client = dev_env.client
     name = f"referrals-race-{uuid.uuid4()}"
-    rfi = fresh_rfi(deadlines={"respond_within": "PT3S"})
-    handle = client.get_workflow_handle_for(
-        ReferralWorkflow.run, f"referral-{rfi.id}-acme-consulting"
-    )
     async with build_worker(client, settings, executor, task_queue=name):
+        rfi = fresh_rfi(deadlines={"respond_within": "PT5S"})
         await referrals.submit(client, rfi, ["acme-consulting"], task_queue=name)
+        handle = client.get_workflow_handle_for(
+            ReferralWorkflow.run, f"referral-{rfi.id}-acme-consulting"
+        )
         while not (await handle.query(ReferralWorkflow.status)).emails:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
-    # No worker: the deadline's timer fires, then the signal lands before the next task.
-    await asyncio.sleep(4)
+    # No worker: the deadline's timer fires, then the signals land before the next task.
+    due = rfi.received_at + timedelta(seconds=5)
+    await asyncio.sleep((due - datetime.now(UTC)).total_seconds() + 1)
     await handle.signal("interested")
     await handle.signal("decline")
     async with build_worker(client, settings, executor, task_queue=name):
         final = await handle.result()
     assert final.status is Status.DECLINED
     assert [t.cause.name for t in final.transitions] == ["interested", "decline"]
-    timer_fired = [
-        e
-        async for e in handle.fetch_history_events()
-        if e.event_type == EventType.EVENT_TYPE_TIMER_FIRED
+
+    events = [e async for e in handle.fetch_history_events()]
+    kinds = [e.event_type for e in events]
+    fired = kinds.index(EventType.EVENT_TYPE_TIMER_FIRED)
+    signalled = [
+        i for i, k in enumerate(kinds) if k == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
     ]
-    assert timer_fired, "the deadline's timer must have fired in the same task as the action"
+    between = kinds[min(fired, *signalled) : max(fired, *signalled)]
+    assert EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED not in between, (
+        "the timer and the signals must reach the worker in one workflow task"
+    )
+
+
+async def test_operators_see_status_and_deadline_follow_a_missed_referral(
+    dev_env: WorkflowEnvironment, queue: str
+) -> None:
+    client = dev_env.client
+    rfi = fresh_rfi(deadlines={"respond_within": "PT2S"})
+    await referrals.submit(client, rfi, ["initech"], task_queue=queue)
+    handle = client.get_workflow_handle_for(ReferralWorkflow.run, f"referral-{rfi.id}-initech")
+    assert (await handle.result()).status is Status.MISSED
+    query = f"RfiId = '{rfi.id}' AND ReferralStatus = 'Missed' AND RespondBy IS NULL"
+    for _ in range(100):
+        if [w async for w in client.list_workflows(query)]:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail(f"no visible referral for {query}")

@@ -2,6 +2,7 @@
 
 import email
 import email.policy
+import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -11,7 +12,9 @@ from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
+from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
@@ -362,3 +365,82 @@ async def test_a_backend_starting_with_invalid_json_gets_a_failed_run_naming_the
     assert cause.type == "InvalidInput"
     assert "received_at" in cause.message
     assert "customer.email" in cause.message
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], "expected one JSON argument"),
+        (["two", "arguments"], "expected one JSON argument"),
+        ([{"rfi": {"id": "x"}}], "partner_id"),
+    ],
+    ids=["none", "two", "incomplete"],
+)
+async def test_a_start_with_the_wrong_arguments_fails_once_with_invalid_input(
+    env: WorkflowEnvironment, worker_queue: str, args: list[Any], expected: str
+) -> None:
+    handle = await env.client.start_workflow(
+        "ReferralWorkflow", args=args, id=f"referral-bad-{uuid.uuid4()}", task_queue=worker_queue
+    )
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == "InvalidInput"
+    assert expected in cause.message
+
+
+async def test_a_workflow_id_that_does_not_match_the_input_is_refused(
+    env: WorkflowEnvironment, worker_queue: str
+) -> None:
+    referral = ReferralInput(rfi=await received_now(env), partner_id=PARTNER)
+    handle = await env.client.start_workflow(
+        ReferralWorkflow.run, referral, id=f"my-own-id-{uuid.uuid4()}", task_queue=worker_queue
+    )
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    assert isinstance(failure.value.cause, ApplicationError)
+    assert failure.value.cause.type == "WorkflowIdMismatch"
+    assert referral.workflow_id in failure.value.cause.message
+
+
+async def test_a_received_at_in_the_future_is_refused(
+    env: WorkflowEnvironment, worker_queue: str
+) -> None:
+    later = (await env.get_current_time()) + timedelta(days=30)
+    rfi = make_rfi(received_at=later.isoformat())
+    with pytest.raises(WorkflowFailureError) as failure:
+        await (await start(env.client, worker_queue, rfi)).result()
+    assert isinstance(failure.value.cause, ApplicationError)
+    assert failure.value.cause.type == "InvalidInput"
+    assert "in the future" in failure.value.cause.message
+
+
+async def test_a_deeply_nested_payload_is_refused_and_the_referral_goes_on(
+    env: WorkflowEnvironment, worker_queue: str
+) -> None:
+    handle = await start(env.client, worker_queue, await received_now(env))
+    nested = Payload(metadata={"encoding": b"json/plain"}, data=b"[" * 5000 + b"]" * 5000)
+    await handle.signal("interested", RawValue(nested))
+    binary = Payload(metadata={"encoding": b"binary/plain"}, data=b"\x00\x01")
+    await handle.signal("interested", RawValue(binary))
+    await handle.signal("no_thanks")
+    final = await handle.result()
+    assert final.status is Status.SKIPPED
+    assert [r.reason for r in final.rejected_actions] == [
+        "invalid payload: not JSON: RecursionError",
+        "invalid payload: expected a JSON argument, got encoding 'binary/plain'",
+    ]
+
+
+async def test_a_flood_of_refused_signals_keeps_the_view_bounded(
+    env: WorkflowEnvironment, worker_queue: str
+) -> None:
+    handle = await start(env.client, worker_queue, await received_now(env))
+    for index in range(120):
+        await handle.signal("x" * 500, {"n": index})
+    await handle.signal("no_thanks")
+    final = await handle.result()
+    assert len(final.rejected_actions) == 100
+    assert final.rejected_actions[-1].action == "x" * 64
+    assert final.status is Status.SKIPPED
