@@ -1,0 +1,27 @@
+# The referral worker. Built by docker-compose.yml; scale it with --scale worker=N.
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY workflows ./workflows
+COPY activities ./activities
+COPY archive ./archive
+COPY starter ./starter
+COPY worker.py ./
+RUN pip install . \
+ && useradd --create-home --uid 10001 referrals \
+ && mkdir -p /data/outbox \
+ && chown referrals /data/outbox
+COPY samples ./samples
+
+USER referrals
+ENV REFERRALS_OUTBOX_DIR=/data/outbox \
+    REFERRALS_PARTNER_DIRECTORY=/app/samples/partners.json
+# SIGTERM stops polling and lets in-flight activities finish.
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "worker"]

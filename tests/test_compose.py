@@ -1,0 +1,120 @@
+"""The production compose stack, checked without a Docker engine: parsed, and `docker-compose
+config` where Debian's docker-compose is installed."""
+
+import re
+import shutil
+import subprocess
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+from workflows import SEARCH_ATTRIBUTE_KEYS
+
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+@pytest.fixture(scope="module")
+def stack() -> dict[str, Any]:
+    services: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())["services"]
+    return services
+
+
+def depends(service: dict[str, Any]) -> dict[str, str]:
+    return {name: spec["condition"] for name, spec in service.get("depends_on", {}).items()}
+
+
+def test_docker_compose_accepts_the_file() -> None:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("Debian's docker-compose is not installed: `apt-get install docker-compose`")
+    result = subprocess.run(
+        [binary, "-f", str(COMPOSE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_services_the_readme_promises(stack: dict[str, Any]) -> None:
+    assert set(stack) == {
+        "postgresql",
+        "temporal-schema",
+        "temporal",
+        "temporal-admin",
+        "temporal-ui",
+        "archive-db",
+        "worker",
+    }
+    assert stack["temporal"]["image"].startswith("temporalio/server:")
+    assert stack["temporal-ui"]["image"].startswith("temporalio/ui:")
+    for one_shot in ("temporal-schema", "temporal-admin"):
+        assert stack[one_shot]["image"].startswith("temporalio/admin-tools:")
+    assert stack["temporal"]["environment"]["DB"] == "postgres12"
+
+
+def test_ports(stack: dict[str, Any]) -> None:
+    assert stack["temporal"]["ports"] == ["${TEMPORAL_PORT:-7233}:7233"]
+    assert stack["temporal-ui"]["ports"] == ["${TEMPORAL_UI_PORT:-8080}:8080"]
+    assert stack["archive-db"]["ports"] == ["${ARCHIVE_DB_PORT:-5433}:5432"]
+
+
+def test_health_checks_and_start_order(stack: dict[str, Any]) -> None:
+    for service in ("postgresql", "archive-db", "temporal"):
+        assert stack[service]["healthcheck"]["test"], service
+    assert depends(stack["temporal-schema"]) == {"postgresql": "service_healthy"}
+    assert depends(stack["temporal"]) == {"temporal-schema": "service_completed_successfully"}
+    assert depends(stack["temporal-admin"]) == {"temporal": "service_healthy"}
+    assert depends(stack["temporal-ui"]) == {"temporal": "service_healthy"}
+    assert depends(stack["worker"]) == {
+        "temporal-admin": "service_completed_successfully",
+        "archive-db": "service_healthy",
+    }
+
+
+def test_the_worker_scales_and_is_configured_by_environment(stack: dict[str, Any]) -> None:
+    worker = stack["worker"]
+    assert worker["build"] == "."
+    assert "container_name" not in worker  # --scale worker=N
+    assert "ports" not in worker
+    environment = worker["environment"]
+    assert environment["TEMPORAL_ADDRESS"] == "temporal:7233"
+    assert environment["REFERRALS_DATABASE_URL"].startswith("postgresql://")
+    assert "@archive-db:5432/referrals" in environment["REFERRALS_DATABASE_URL"]
+    assert {
+        "TEMPORAL_NAMESPACE",
+        "REFERRALS_PARTNER_DIRECTORY",
+        "REFERRALS_OUTBOX_DIR",
+        "SENDGRID_API_KEY",
+        "SENDGRID_FROM",
+        "SENDGRID_API_HOST",
+    } <= set(environment)
+    assert worker["stop_grace_period"] == "30s"
+
+
+def test_the_admin_step_registers_every_search_attribute(stack: dict[str, Any]) -> None:
+    script = (ROOT / "deploy/temporal/register-search-attributes.sh").read_text()
+    registered = dict(re.findall(r"(\w+):(Keyword|Datetime)", script))
+    assert registered == {
+        key.name: key.indexed_value_type.name.title() for key in SEARCH_ATTRIBUTE_KEYS
+    }
+    assert stack["temporal-admin"]["entrypoint"][-1] == "/deploy/register-search-attributes.sh"
+
+
+def test_the_worker_image_is_slim_and_not_root() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.\d+-slim$", dockerfile, re.MULTILINE)
+    user = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)
+    assert user
+    assert user[-1] not in ("root", "0")
+    assert 'CMD ["python", "-m", "worker"]' in dockerfile
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    variables = set(re.findall(r"\$\{(\w+)", COMPOSE.read_text()))
+    readme = (ROOT / "README.md").read_text()
+    missing = sorted(v for v in variables if f"`{v}`" not in readme)
+    assert not missing, f"undocumented in the README: {missing}"
