@@ -35,15 +35,16 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 
 class ExactDecimal(TypeDecorator[Decimal]):
-    """Money kept exact: NUMERIC where the database has it, decimal text on SQLite."""
+    """Money kept exact, as reported: unconstrained NUMERIC (which keeps the scale it was
+    given: 1000 stays 1000, 125000.10 stays 125000.10), decimal text on SQLite."""
 
-    impl = Numeric(24, 4)
+    impl = Numeric()
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> Any:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(String(40))
-        return dialect.type_descriptor(Numeric(24, 4, asdecimal=True))
+        return dialect.type_descriptor(Numeric(asdecimal=True))
 
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> Any:
         if value is None:

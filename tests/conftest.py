@@ -112,7 +112,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty archive database of each kind."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/archive/referrals.db"
-    server = archive_url(request.getfixturevalue("postgres_server_url"))
+    return fresh_postgres_database(request.getfixturevalue("postgres_server_url"))
+
+
+def fresh_postgres_database(server_url: str) -> str:
+    server = archive_url(server_url)
     name = f"archive_{uuid.uuid4().hex[:16]}"
     admin = create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:

@@ -27,7 +27,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from starter.settings import Settings
-from tests.conftest import SAMPLES, make_rfi, running_worker
+from tests.conftest import SAMPLES, fresh_postgres_database, make_rfi, running_worker
 from workflows.models import ReferralInput
 from workflows.referral import ReferralWorkflow
 
@@ -42,18 +42,24 @@ class Archive:
     rfi_ids: dict[str, str]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 async def archive(
+    request: pytest.FixtureRequest,
     time_skipping_env: WorkflowEnvironment,
     executor: ThreadPoolExecutor,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Archive:
     env = time_skipping_env
     folder = tmp_path_factory.mktemp("archive-commands")
+    url = (
+        f"sqlite:///{folder}/referrals.db"
+        if request.param == "sqlite"
+        else fresh_postgres_database(request.getfixturevalue("postgres_server_url"))
+    )
     settings = Settings(
         REFERRALS_OUTBOX_DIR=folder / "outbox",
         REFERRALS_PARTNER_DIRECTORY=SAMPLES / "partners.json",
-        REFERRALS_DATABASE_URL=f"sqlite:///{folder}/referrals.db",
+        REFERRALS_DATABASE_URL=url,
     )
     start = await env.get_current_time()
     close = str(start.date() + timedelta(days=60))

@@ -16,7 +16,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 # Frozen copies of archive.schema's types: SQLite keeps money as text so that it stays exact.
-MONEY = sa.Numeric(24, 4).with_variant(sa.String(40), "sqlite")
+MONEY = sa.Numeric().with_variant(sa.String(40), "sqlite")
 TIME = sa.DateTime(timezone=True)
 
 

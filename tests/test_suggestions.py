@@ -1,0 +1,185 @@
+"""Reroute suggestions: the pure ranking, the directory's coverage, and a real customer email."""
+
+import email
+import email.policy
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from activities.directory import DirectoryFile
+from archive.database import create_archive_engine, upgrade
+from archive.stats import ArchivedOutcome, PartnerStats, rank_by_responsiveness, summarise
+from archive.store import ArchiveStore
+from starter.settings import Settings
+from tests.conftest import SAMPLES, make_rfi, running_worker
+from workflows.lifecycle import Referral
+from workflows.models import PartnerContact, ReferralInput, Status
+from workflows.referral import ReferralWorkflow
+
+T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
+HOUR = 3600.0
+
+
+def stats(partner: str, referrals: int, within_24h: float, median: float | None) -> PartnerStats:
+    return PartnerStats(
+        partner_id=partner,
+        referrals=referrals,
+        answered_within_24h=within_24h,
+        median_first_response_s=median,
+    )
+
+
+def test_ranking_prefers_answers_within_24_hours_then_the_faster_median() -> None:
+    ranked = rank_by_responsiveness(
+        ["slow", "fast", "faster", "sure", "new"],
+        [
+            stats("slow", 10, 0.5, 2 * HOUR),
+            stats("fast", 10, 0.9, 5 * HOUR),
+            stats("faster", 4, 0.9, 1 * HOUR),
+            stats("sure", 3, 1.0, 20 * HOUR),
+        ],
+        limit=5,
+    )
+    assert ranked == ["sure", "faster", "fast", "slow", "new"]
+
+
+def test_ranking_puts_partners_without_history_last_and_keeps_three() -> None:
+    history = [stats("b", 2, 0.0, None), stats("ghost", 0, 0.0, None)]
+    assert rank_by_responsiveness(["z", "ghost", "b", "a", "b"], history) == ["b", "a", "ghost"]
+    assert rank_by_responsiveness([], history) == []
+
+
+def test_ranking_ties_are_stable_by_id() -> None:
+    same = [stats(p, 1, 1.0, HOUR) for p in ("c", "a", "b")]
+    assert rank_by_responsiveness(["c", "b", "a"], same) == ["a", "b", "c"]
+
+
+def outcome(wait_h: float | None, status: Status = Status.EVALUATING) -> ArchivedOutcome:
+    answered = None if wait_h is None else T0 + timedelta(hours=wait_h)
+    return ArchivedOutcome("p", T0, answered, status)
+
+
+def test_summary_of_one_answer_and_of_none() -> None:
+    one = summarise("p", [outcome(30)])
+    assert (one.median_first_response_s, one.p90_first_response_s) == (30 * HOUR, 30 * HOUR)
+    assert one.answered_within_24h == 0.0
+    silent = summarise("p", [outcome(None, Status.MISSED), outcome(None, Status.NEW)])
+    assert silent.median_first_response_s is None
+    assert silent.p90_first_response_s is None
+    assert (silent.miss_rate, silent.accept_rate, silent.win_rate) == (0.5, 0.0, None)
+
+
+def test_p90_is_the_nearest_rank() -> None:
+    waits = summarise("p", [outcome(h) for h in range(1, 11)])  # 1 h .. 10 h
+    assert waits.p90_first_response_s == 9 * HOUR  # rank ceil(0.9 * 10) = 9
+    assert waits.median_first_response_s == 5.5 * HOUR
+    assert waits.answered_within_24h == 1.0
+
+
+def test_who_serves_a_region_and_location() -> None:
+    directory = DirectoryFile(SAMPLES / "partners.json").load()
+    berlin = {p.id for p in directory.partners_serving("emea", "Berlin")}
+    assert berlin == {"acme-consulting", "globex", "initech"}  # initech: Berlin profile only
+    paris = {p.id for p in directory.partners_serving("emea", "Paris")}
+    assert paris == {"acme-consulting", "globex"}
+    assert {p.id for p in directory.partners_serving("amer", None)} == {"globex"}
+    assert {p.id for p in directory.partners_serving("amer", "Toronto")} == {"globex", "umbrella"}
+
+
+# --- In a real reroute email --------------------------------------------------------------
+
+
+def archive_history(store: ArchiveStore, partner: str, waits_h: list[float]) -> None:
+    """Past referrals of `partner`, answered after these many hours."""
+    contact = PartnerContact(
+        partner_id=partner,
+        partner_name=partner,
+        contact_name="C",
+        contact_email="c@example.com",
+        region="emea",
+    )
+    for wait in waits_h:
+        referral = Referral(make_rfi(received_at=T0.isoformat()), partner)
+        referral.start(contact, T0)
+        referral.act("interested", None, T0 + timedelta(hours=wait))
+        store.record(referral.view())
+
+
+def reroute_text(outbox: Path, workflow_id: str) -> str:
+    [path] = outbox.glob(f"{workflow_id}.*-reroute.eml")
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+@pytest.fixture
+def store(settings: Settings) -> ArchiveStore:
+    engine = create_archive_engine(settings.database_url)
+    upgrade(engine)
+    return ArchiveStore(engine)
+
+
+async def test_the_customer_is_offered_the_most_responsive_partners_not_yet_asked(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    executor: ThreadPoolExecutor,
+    store: ArchiveStore,
+) -> None:
+    env = time_skipping_env
+    archive_history(store, "globex", [30, 40])  # slow to answer
+    archive_history(store, "initech", [1, 2])  # answers within the hour
+    now = (await env.get_current_time()).isoformat()
+    first, second = make_rfi(received_at=now), make_rfi(received_at=now)
+    async with running_worker(env.client, settings, executor) as worker:
+        handles = []
+        for rfi, partners in (
+            (first, ["acme-consulting"]),
+            (second, ["acme-consulting", "initech"]),
+        ):
+            for partner in partners:
+                referral = ReferralInput(rfi=rfi, partner_id=partner)
+                handles.append(
+                    await env.client.start_workflow(
+                        ReferralWorkflow.run,
+                        referral,
+                        id=referral.workflow_id,
+                        task_queue=worker.task_queue,
+                    )
+                )
+        await env.sleep(timedelta(hours=1))
+        await handles[0].signal("no_thanks")
+        await handles[1].signal("no_thanks")
+        await handles[0].result()
+        await handles[1].result()
+    text = reroute_text(settings.outbox_dir, handles[0].id)
+    assert "  - Initech Solutions\n  - Globex Partners\n" in text
+    assert "Umbrella" not in text  # serves amer only
+    assert "Acme" not in text.split("Your request")[1]  # the partner that said no
+    # The second RFI already went to initech: only globex is left to suggest.
+    again = reroute_text(settings.outbox_dir, handles[1].id)
+    assert "  - Globex Partners\n" in again
+    assert "Initech" not in again
+
+
+async def test_with_no_candidate_left_the_email_says_so(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    executor: ThreadPoolExecutor,
+) -> None:
+    env = time_skipping_env
+    rfi = make_rfi(
+        received_at=(await env.get_current_time()).isoformat(), region="apac", location=None
+    )
+    async with running_worker(env.client, settings, executor) as worker:
+        referral = ReferralInput(rfi=rfi, partner_id="initech")
+        handle = await env.client.start_workflow(
+            ReferralWorkflow.run, referral, id=referral.workflow_id, task_queue=worker.task_queue
+        )
+        await handle.signal("no_thanks")
+        assert (await handle.result()).status is Status.SKIPPED
+    text = reroute_text(settings.outbox_dir, handle.id)
+    assert "No other partner in the marketplace serves your region right now" in text
