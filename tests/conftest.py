@@ -16,8 +16,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -140,6 +141,17 @@ async def running_worker(
         client, settings, executor, task_queue=f"referrals-test-{uuid.uuid4()}"
     ) as worker:
         yield worker
+
+
+async def stop_running(*handles: WorkflowHandle[Any, Any]) -> None:
+    """Terminate referrals a test leaves open, while their worker still runs: a workflow
+    task left pending with no worker stops the shared time-skipping server's clock."""
+    for handle in handles:
+        try:
+            await handle.terminate("test finished")
+        except RPCError as error:  # already closed
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                raise
 
 
 def now_utc() -> datetime:

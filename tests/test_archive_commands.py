@@ -13,6 +13,7 @@ from it. Six referrals are received at T:
 | g2       | globex  | interested T+5h, then silence              | 5 h            | Expired     |
 """
 
+import asyncio
 import json
 import os
 import subprocess
@@ -26,8 +27,10 @@ from typing import Any
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from archive.database import create_archive_engine
+from archive.store import ArchiveStore, ReferralFilter
 from starter.settings import Settings
-from tests.conftest import SAMPLES, fresh_postgres_database, make_rfi, running_worker
+from tests.conftest import SAMPLES, fresh_postgres_database, make_rfi, running_worker, stop_running
 from workflows.models import ReferralInput
 from workflows.referral import ReferralWorkflow
 
@@ -104,7 +107,12 @@ async def archive(
             await handles[key].signal(action, payload)
         for key in ("a1", "a2", "a3", "g1", "g2"):
             await handles[key].result()
-        await env.sleep(timedelta(seconds=5))  # a4's archive write after accept
+        store = ArchiveStore(create_archive_engine(url))
+        for _ in range(300):  # a4 stays open: wait for its Negotiating row, then end it
+            if store.referrals(ReferralFilter(rfi_id=rfi_ids["a4"]))[0].status == "Negotiating":
+                break
+            await asyncio.sleep(0.05)
+        await stop_running(handles["a4"])
     return Archive(url=settings.database_url, received_at=start, rfi_ids=rfi_ids)
 
 

@@ -287,6 +287,8 @@ async def test_an_action_before_the_deadline_wins_and_after_it_is_refused(
     with pytest.raises(RPCError, match=r"(?i)completed"):
         await too_late.signal("interested")
     assert (await status(too_late)).status is Status.MISSED
+    won_the_race = await just_in_time.result()  # and expires 7 days later, untouched
+    assert [t.to for t in won_the_race.transitions] == [Status.EVALUATING, Status.EXPIRED]
 
 
 async def test_unknown_partner_or_region_fails_at_once_naming_the_reason(
