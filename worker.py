@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -18,11 +19,10 @@ from activities.suggestions import SuggestionActivities
 from archive.database import create_archive_engine, upgrade
 from archive.store import ArchiveStore
 from starter.client import connect
+from starter.codec import CodecKeyError
 from starter.settings import Settings
 from workflows import TASK_QUEUE
 from workflows.referral import ReferralWorkflow
-
-ACTIVITY_THREADS = 16  # activities are blocking calls; never take more than threads can run
 
 # Validation libraries that pydantic imports lazily: load them once, not in every sandbox.
 SANDBOX = SandboxedWorkflowRunner(
@@ -57,10 +57,21 @@ def build_worker(
             EmailActivities(build_mailer(settings)).send_email,
         ],
         activity_executor=executor,
-        max_concurrent_activities=ACTIVITY_THREADS,
+        # Activities are blocking calls: the executor has as many threads as this allows.
+        max_concurrent_activities=settings.max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+        max_cached_workflows=settings.max_cached_workflows,
         workflow_runner=SANDBOX,
-        graceful_shutdown_timeout=timedelta(seconds=10),
+        graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_s),
     )
+
+
+def build_runtime(settings: Settings) -> Runtime | None:
+    """A runtime serving the SDK's and the referrals' metrics to Prometheus, if asked."""
+    if settings.metrics_port is None:
+        return None
+    prometheus = PrometheusConfig(bind_address=f"0.0.0.0:{settings.metrics_port}")
+    return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
 
 
 async def main() -> None:
@@ -77,7 +88,9 @@ async def main() -> None:
     except Exception as error:  # the archive activity migrates again once the database is up
         logging.warning("Archive database not migrated at start (%s): will retry", error)
     try:
-        client = await connect(settings)
+        client = await connect(settings, runtime=build_runtime(settings))
+    except CodecKeyError as error:
+        raise SystemExit(f"error: REFERRALS_CODEC_KEYS: {error}") from None
     except RuntimeError as error:
         raise SystemExit(
             f"error: cannot reach Temporal at {settings.temporal_address}: {error}"
@@ -86,10 +99,13 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
+    with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
         async with build_worker(client, settings, executor):
             logging.info(
-                "Worker polling task queue %r on %s", TASK_QUEUE, settings.temporal_address
+                "Worker polling task queue %r on %s%s",
+                TASK_QUEUE,
+                settings.temporal_address,
+                f"; metrics on :{settings.metrics_port}/metrics" if settings.metrics_port else "",
             )
             await stop.wait()
             logging.info("Shutting down: finishing in-flight activities")

@@ -11,7 +11,9 @@ import typer
 
 from starter import referrals
 from starter.archive_commands import db_app, history, list_referrals, partner_stats_command
+from starter.codec import CodecKeyError, codec_from_keys
 from starter.console import checked_id, fail, open_archive, print_json, read_rfi, run
+from starter.settings import Settings
 from workflows.models import Action, StatusView, referral_workflow_id
 
 app = typer.Typer(
@@ -108,6 +110,27 @@ def status(
         return
     partner = checked_id(partner, "partner id")
     print_json(dump(run(lambda client: referrals.status(client, rfi, partner))))
+
+
+@app.command("codec-server")
+def codec_server(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8081,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+) -> None:
+    """Serve /encode and /decode for the Temporal UI and CLI (REFERRALS_CODEC_KEYS)."""
+    from starter.codec_server import serve
+
+    settings = Settings()
+    try:
+        codec = codec_from_keys(
+            settings.codec_keys.get_secret_value() if settings.codec_keys else None
+        )
+    except CodecKeyError as error:
+        fail(f"REFERRALS_CODEC_KEYS: {error}")
+    if codec is None:
+        fail("REFERRALS_CODEC_KEYS is not set: there is nothing to decode")
+    token = settings.codec_token.get_secret_value() if settings.codec_token else None
+    serve(codec, host=host, port=port, cors_origin=settings.codec_cors_origin, token=token)
 
 
 @app.command()

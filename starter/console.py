@@ -20,6 +20,7 @@ from archive.database import create_archive_engine, upgrade
 from archive.store import ArchiveStore
 from starter import referrals
 from starter.client import connect
+from starter.codec import CodecKeyError
 from starter.settings import Settings
 from workflows import TASK_QUEUE
 from workflows.models import Id, Rfi
@@ -43,6 +44,8 @@ def run(operation: Callable[[Client], Awaitable[T]]) -> T:
     async def main() -> T:
         try:
             client = await connect(settings)
+        except CodecKeyError as error:
+            fail(f"REFERRALS_CODEC_KEYS: {error}")
         except RuntimeError as error:
             fail(
                 f"cannot reach Temporal at {settings.temporal_address} "

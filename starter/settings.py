@@ -21,3 +21,15 @@ class Settings(BaseSettings):
     partner_directory: Path = Field(
         Path("samples/partners.json"), alias="REFERRALS_PARTNER_DIRECTORY"
     )
+    # Payload encryption, and the codec server for the Temporal UI and CLI.
+    codec_keys: SecretStr | None = Field(None, alias="REFERRALS_CODEC_KEYS")
+    codec_cors_origin: str = Field("http://localhost:8233", alias="REFERRALS_CODEC_CORS_ORIGIN")
+    codec_token: SecretStr | None = Field(None, alias="REFERRALS_CODEC_TOKEN")
+    # Worker tuning and health.
+    metrics_port: int | None = Field(None, alias="REFERRALS_METRICS_PORT", ge=1, le=65535)
+    max_concurrent_activities: int = Field(16, alias="REFERRALS_MAX_CONCURRENT_ACTIVITIES", ge=1)
+    max_concurrent_workflow_tasks: int = Field(
+        100, alias="REFERRALS_MAX_CONCURRENT_WORKFLOW_TASKS", ge=2
+    )
+    max_cached_workflows: int = Field(1000, alias="REFERRALS_MAX_CACHED_WORKFLOWS", ge=0)
+    shutdown_grace_s: float = Field(30.0, alias="REFERRALS_SHUTDOWN_GRACE_S", ge=0)

@@ -24,7 +24,7 @@ from temporalio.worker import Worker
 
 from archive.database import archive_url
 from starter.settings import Settings
-from worker import ACTIVITY_THREADS, build_worker
+from worker import build_worker
 from workflows import SEARCH_ATTRIBUTE_KEYS
 from workflows.models import Rfi
 
@@ -128,7 +128,7 @@ def fresh_postgres_database(server_url: str) -> str:
 
 @pytest.fixture(scope="session")
 def executor() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as pool:
+    with ThreadPoolExecutor(max_workers=16) as pool:
         yield pool
 
 

@@ -74,6 +74,10 @@ class ReferralWorkflow:
         self._published: tuple[str, datetime | None] | None = None
         self._emails: list[asyncio.Task[None]] = []
         self._archived = -1  # transitions in the archive; -1 before the first write
+        self._counted = 0  # transitions counted in the metrics
+        self._transition_counter = workflow.metric_meter().create_counter(
+            "referral_transitions", "Referral transitions by from, to and cause", "transitions"
+        )
 
     @workflow.run
     async def run(self, *args: Any) -> StatusView:
@@ -176,7 +180,14 @@ class ReferralWorkflow:
         self._publish()
 
     def _publish(self) -> None:
-        """Keep the status and running deadline current for operators, when they change."""
+        """Keep the status and running deadline current for operators, when they change,
+        and count each new transition (the SDK's metric meter skips replays)."""
+        transitions = self.referral.transitions
+        for transition in transitions[self._counted :]:
+            self._transition_counter.add(
+                1, {"from": transition.from_, "to": transition.to, "cause": transition.cause.kind}
+            )
+        self._counted = len(transitions)
         deadline = self.referral.deadline
         due_at = deadline.due_at if deadline else None
         if self._published != (self.referral.status, due_at):
