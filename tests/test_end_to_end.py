@@ -6,9 +6,11 @@ import email.policy
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,7 +40,14 @@ def environment(dev_env: WorkflowEnvironment, outbox: Path) -> dict[str, str]:
         "REFERRALS_OUTBOX_DIR": str(outbox),
         "REFERRALS_PARTNER_DIRECTORY": str(SAMPLES / "partners.json"),
         "REFERRALS_DATABASE_URL": f"sqlite:///{outbox.parent}/archive.db",
+        "REFERRALS_METRICS_PORT": str(free_port()),
     }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -277,6 +286,31 @@ def test_unknown_referral_is_reported(
     status = referrals(environment, "status", "no-such-rfi")
     assert status.returncode == 1
     assert "no referrals for RFI no-such-rfi" in status.stderr
+
+
+def test_the_worker_serves_sdk_and_referral_metrics(
+    environment: dict[str, str], worker_process: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    rfi_id, path = write_rfi(tmp_path)
+    ok(referrals(environment, "submit", str(path), "--partners", "globex"))
+    ok(referrals(environment, "act", rfi_id, "globex", "no_thanks"))
+    url = f"http://127.0.0.1:{environment['REFERRALS_METRICS_PORT']}/metrics"
+
+    def scrape() -> str | None:
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        return text if 'to="Skipped"' in text else None
+
+    metrics = wait_for(scrape)
+    assert metrics is not None
+    assert "temporal_workflow_completed" in metrics  # the SDK's own
+    transitions = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("referral_transitions") and 'to="Skipped"' in line
+    ]
+    assert transitions
+    assert 'cause="action"' in transitions[0]
+    assert 'from="New"' in transitions[0]
 
 
 def test_worker_stops_gracefully_on_sigterm(worker_process: subprocess.Popen[bytes]) -> None:
