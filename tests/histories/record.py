@@ -1,0 +1,141 @@
+"""Record the histories that tests/test_replay.py replays: `python -m tests.histories.record`.
+
+Every path runs once for real, deadlines on the time-skipping server and updates on the dev
+server, and its history is written to tests/histories/<path>.json. Record again only when
+a change is meant to be incompatible with running referrals (see the README).
+"""
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from starter.settings import Settings
+from tests.conftest import SAMPLES, binary, make_rfi
+from worker import build_worker
+from workflows import SEARCH_ATTRIBUTE_KEYS
+from workflows.models import ReferralInput
+from workflows.referral import ReferralWorkflow
+
+HERE = Path(__file__).resolve().parent
+Sleep = Callable[[timedelta], Awaitable[None]]
+ACCEPT = {"estimated_deal_value": "125000.10", "currency": "EUR"}  # + a close date ahead
+
+# Each path: the final status, then (signal or update, action, payload, hours to wait first).
+EXPECTED = {
+    "won": "Won",
+    "lost": "Lost",
+    "skipped": "Skipped",
+    "missed_after_reminder": "Missed",
+    "declined": "Declined",
+    "expired": "Expired",
+    "refused_signals": "Skipped",
+    "updates": "Won",
+}
+PATHS: dict[str, list[tuple[str, str, Any, float]]] = {
+    "won": [
+        ("signal", "interested", {}, 2),
+        ("signal", "accept", ACCEPT, 1),
+        ("signal", "won", {"final_deal_value": 130000.55}, 1),
+    ],
+    "lost": [
+        ("signal", "interested", {}, 30),
+        ("signal", "accept", ACCEPT, 0),
+        ("signal", "lost", {"reason": "Budget cut"}, 24),
+    ],
+    "skipped": [("signal", "no_thanks", {"reason": "Fully booked"}, 1)],
+    "missed_after_reminder": [],
+    "declined": [("signal", "interested", {}, 1), ("signal", "decline", {}, 1)],
+    "expired": [("signal", "interested", {}, 5)],
+    "refused_signals": [
+        ("signal", "accept", {}, 1),
+        ("signal", "interested", "bare", 0),
+        ("signal", "escalate", {}, 0),
+        ("signal", "no_thanks", {}, 0),
+    ],
+    "updates": [
+        ("update", "interested", {}, 0),
+        ("update", "accept", ACCEPT, 0),
+        ("update", "won", {}, 0),
+    ],
+}
+
+
+async def run_path(env: WorkflowEnvironment, queue: str, name: str, sleep: Sleep) -> str:
+    client = env.client
+    now = await env.get_current_time()
+    rfi = make_rfi(
+        id=f"history-{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}", received_at=now.isoformat()
+    )
+    referral = ReferralInput(rfi=rfi, partner_id="acme-consulting")
+    handle: WorkflowHandle[Any, Any] = await client.start_workflow(
+        ReferralWorkflow.run, referral, id=referral.workflow_id, task_queue=queue
+    )
+    await sleep(timedelta(seconds=2))
+    close = str((now + timedelta(days=365)).date())
+    for kind, action, payload, hours in PATHS[name]:
+        if action == "accept" and payload:
+            payload = {**payload, "estimated_close_date": close}
+        await sleep(timedelta(hours=hours))
+        if kind == "update":
+            await handle.execute_update(action, payload)
+        else:
+            await handle.signal(action, payload)
+    final = await handle.result()
+    if final.status != EXPECTED[name]:
+        raise RuntimeError(f"{name} ended {final.status}, not {EXPECTED[name]}: not recorded")
+    history = await handle.fetch_history()
+    (HERE / f"{name}.json").write_text(history.to_json())
+    return handle.id
+
+
+async def record(env: WorkflowEnvironment, names: list[str], sleep: Sleep) -> None:
+    settings = Settings(
+        REFERRALS_OUTBOX_DIR=HERE / ".outbox",
+        REFERRALS_PARTNER_DIRECTORY=SAMPLES / "partners.json",
+        REFERRALS_DATABASE_URL=f"sqlite:///{HERE}/.record.db",
+    )
+    queue = f"record-{uuid.uuid4()}"
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        async with build_worker(env.client, settings, executor, task_queue=queue):
+            for name in names:
+                print(f"recorded {name}: {await run_path(env, queue, name, sleep)}")
+
+
+async def main() -> None:
+    skipping = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=binary("temporal-test-server"),
+    )
+    async with skipping:
+        await skipping.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=skipping.client.namespace,
+                search_attributes={
+                    k.name: IndexedValueType.ValueType(k.indexed_value_type)
+                    for k in SEARCH_ATTRIBUTE_KEYS
+                },
+            )
+        )
+        await record(skipping, [n for n in PATHS if n != "updates"], skipping.sleep)
+    local = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=binary("temporal"),
+        search_attributes=list(SEARCH_ATTRIBUTE_KEYS),
+        ui=False,
+    )
+    async with local:
+        await record(local, ["updates"], lambda _: asyncio.sleep(0))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,56 @@
+"""The determinism guard: recorded histories of every path replay with today's workflow.
+
+A change that would break running referrals fails here. Change the workflow safely with
+`workflow.patched()` (see the README); record new histories with
+`python -m tests.histories.record`.
+"""
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from worker import SANDBOX
+from workflows.models import referral_workflow_id
+from workflows.referral import ReferralWorkflow
+
+
+def workflow_id_of(history: dict[str, Any]) -> str:
+    """The referral's workflow id, from the input in the history's first event."""
+    started = history["events"][0]["workflowExecutionStartedEventAttributes"]
+    referral = json.loads(base64.b64decode(started["input"]["payloads"][0]["data"]))
+    return referral_workflow_id(referral["rfi"]["id"], referral["partner_id"])
+
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def test_every_path_has_a_recorded_history() -> None:
+    assert {h.stem for h in HISTORIES} >= {
+        "won",
+        "lost",
+        "skipped",
+        "missed_after_reminder",
+        "declined",
+        "expired",
+        "refused_signals",
+        "updates",
+    }
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_recorded_history_replays(path: Path) -> None:
+    data = json.loads(path.read_text())  # noqa: ASYNC240
+    history = WorkflowHistory.from_json(workflow_id_of(data), data)
+    replayer = Replayer(
+        workflows=[ReferralWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=SANDBOX,
+    )
+    result = await replayer.replay_workflow(history)
+    assert result.replay_failure is None
