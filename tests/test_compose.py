@@ -1,6 +1,8 @@
 """The production compose stack, checked without a Docker engine: parsed, and `docker-compose
 config` where Debian's docker-compose is installed."""
 
+import base64
+import os
 import re
 import shutil
 import subprocess
@@ -29,14 +31,28 @@ def test_docker_compose_accepts_the_file() -> None:
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.skip("Debian's docker-compose is not installed: `apt-get install docker-compose`")
+    key = f"ci:{base64.b64encode(bytes(32)).decode()}"
     result = subprocess.run(
         [binary, "-f", str(COMPOSE), "config", "-q"],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, "REFERRALS_CODEC_KEYS": key},
     )
     assert result.returncode == 0, result.stderr
+    # Without encryption keys the stack refuses to start, saying which variable is missing.
+    unset = {k: v for k, v in os.environ.items() if k != "REFERRALS_CODEC_KEYS"}
+    refused = subprocess.run(
+        [binary, "-f", str(COMPOSE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=unset,
+    )
+    assert refused.returncode != 0
+    assert "REFERRALS_CODEC_KEYS" in refused.stderr
 
 
 def test_the_services_the_readme_promises(stack: dict[str, Any]) -> None:
@@ -48,12 +64,28 @@ def test_the_services_the_readme_promises(stack: dict[str, Any]) -> None:
         "temporal-ui",
         "archive-db",
         "worker",
+        "codec-server",
     }
     assert stack["temporal"]["image"].startswith("temporalio/server:")
     assert stack["temporal-ui"]["image"].startswith("temporalio/ui:")
     for one_shot in ("temporal-schema", "temporal-admin"):
         assert stack[one_shot]["image"].startswith("temporalio/admin-tools:")
     assert stack["temporal"]["environment"]["DB"] == "postgres12"
+
+
+def test_encryption_codec_server_and_metrics(stack: dict[str, Any]) -> None:
+    codec = stack["codec-server"]
+    assert codec["command"][:2] == ["referrals", "codec-server"]
+    assert codec["ports"] == ["${CODEC_SERVER_PORT:-8081}:8081"]
+    assert stack["temporal-ui"]["environment"]["TEMPORAL_CODEC_ENDPOINT"] == (
+        "${CODEC_SERVER_URL:-http://localhost:8081}"
+    )
+    for service in ("worker", "codec-server"):
+        assert stack[service]["environment"]["REFERRALS_CODEC_KEYS"].startswith(
+            "${REFERRALS_CODEC_KEYS:?"
+        )
+    assert stack["worker"]["environment"]["REFERRALS_METRICS_PORT"] == "9464"
+    assert stack["worker"]["expose"] == ["9464"]
 
 
 def test_ports(stack: dict[str, Any]) -> None:
