@@ -16,11 +16,12 @@ COPY worker.py ./
 RUN pip install . \
  && useradd --create-home --uid 10001 referrals \
  && mkdir -p /data/outbox \
- && chown referrals /data/outbox
+ && chown -R referrals /data
 COPY samples ./samples
 
 USER referrals
 ENV REFERRALS_OUTBOX_DIR=/data/outbox \
+    REFERRALS_DATABASE_URL=sqlite:////data/referrals.db \
     REFERRALS_PARTNER_DIRECTORY=/app/samples/partners.json
 # SIGTERM stops polling and lets in-flight activities finish.
 STOPSIGNAL SIGTERM

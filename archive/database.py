@@ -24,19 +24,39 @@ def archive_url(url: str | URL) -> URL:
 
 def create_archive_engine(url: str | URL) -> Engine:
     parsed = archive_url(url)
-    engine = create_engine(parsed, pool_pre_ping=True)
+    if parsed.get_backend_name() == "postgresql":
+        # Bounded well under the activities' 30 s: a hung database never holds a thread.
+        engine = create_engine(
+            parsed,
+            pool_pre_ping=True,
+            pool_timeout=10,
+            connect_args={
+                "connect_timeout": 5,
+                "options": "-c statement_timeout=20000 -c lock_timeout=10000",
+            },
+        )
+    else:
+        engine = create_engine(parsed, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+def _sqlite_connect(connection: Any, _record: Any) -> None:
     # WAL lets the command read while the worker writes; wait for locks instead of failing.
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+    # Let SQLAlchemy issue BEGIN itself (pysqlite's own defers it past the first read).
+    connection.isolation_level = None
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # Take the write lock up front: a read-then-write (and a migration) is atomic.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -1,9 +1,10 @@
 """The archive written by real workflows (time-skipping server), on SQLite and PostgreSQL."""
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,17 +18,27 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+import archive.store
 from activities.archive import ArchiveActivities
-from archive.database import create_archive_engine
+from archive.database import create_archive_engine, upgrade
 from archive.schema import ReferralRow, TransitionRow
 from archive.store import ArchiveStore
 from starter.settings import Settings
 from tests.conftest import make_rfi, running_worker
 from worker import SANDBOX
-from workflows.models import ReferralInput, Rfi, Status, StatusView
+from workflows.lifecycle import Referral
+from workflows.models import PartnerContact, ReferralInput, Rfi, Status, StatusView
 from workflows.referral import ReferralWorkflow
 
 Handle = WorkflowHandle[ReferralWorkflow, StatusView]
+NOW = datetime(2026, 11, 2, 10, tzinfo=UTC)
+CONTACT = PartnerContact(
+    partner_id="acme-consulting",
+    partner_name="Acme Consulting",
+    contact_name="A",
+    contact_email="a@acme.example",
+    region="emea",
+)
 
 
 @pytest.fixture
@@ -65,6 +76,17 @@ def rows(engine: Engine, workflow_id: str) -> tuple[ReferralRow | None, list[Tra
         )
         session.expunge_all()
     return referral, transitions
+
+
+async def archive_attempts(env: WorkflowEnvironment, workflow_id: str) -> int:
+    """The attempt number of a pending activity (the raw API: the time-skipping server's
+    describe answer trips the SDK's search attribute decoding)."""
+    description = await env.client.workflow_service.describe_workflow_execution(
+        DescribeWorkflowExecutionRequest(
+            namespace=env.client.namespace, execution=WorkflowExecution(workflow_id=workflow_id)
+        )
+    )
+    return max((p.attempt for p in description.pending_activities), default=0)
 
 
 def counts(engine: Engine) -> tuple[int, int]:
@@ -169,11 +191,20 @@ async def test_retries_and_replays_write_nothing_twice(
     engine = create_archive_engine(settings.database_url)
     async with running_worker(env.client, settings, executor) as worker:
         _, handle = await start(env, worker.task_queue)
+        await env.sleep(timedelta(hours=1))
         await handle.signal("interested")
+        await env.sleep(timedelta(hours=1))
         await handle.signal("decline")
         final = await handle.result()
     before = counts(engine)
     assert before == (1, 2)
+    history = await handle.fetch_history()
+    writes = [
+        e
+        for e in history.events
+        if e.activity_task_scheduled_event_attributes.activity_type.name == "record_referral"
+    ]
+    assert len(writes) == 3  # New, then one per transition: each written exactly once
 
     await Replayer(
         workflows=[ReferralWorkflow],
@@ -206,15 +237,7 @@ async def test_a_database_outage_loses_nothing(
         await handle.signal("interested")
         await handle.signal("decline")
         for _ in range(200):
-            pending = (
-                await env.client.workflow_service.describe_workflow_execution(
-                    DescribeWorkflowExecutionRequest(
-                        namespace=env.client.namespace,
-                        execution=WorkflowExecution(workflow_id=handle.id),
-                    )
-                )
-            ).pending_activities
-            if any(p.attempt >= 3 for p in pending):
+            if await archive_attempts(env, handle.id) >= 3:
                 break
             await asyncio.sleep(0.1)
         else:
@@ -236,3 +259,88 @@ async def test_a_database_outage_loses_nothing(
     assert referral is not None
     assert referral.status == final.status == Status.DECLINED
     assert [t.to_status for t in transitions] == ["Evaluating", "Declined"]
+
+
+def test_a_slow_older_write_never_overwrites_a_newer_one(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_archive_engine(database_url)
+    upgrade(engine)
+    store = ArchiveStore(engine)
+    referral = Referral(make_rfi(received_at="2026-11-02T09:00:00Z"), "acme-consulting")
+    referral.start(CONTACT, NOW)
+    store.record(referral.view())
+    referral.act("interested", None, NOW + timedelta(hours=1))
+    older = referral.view()
+    referral.act("decline", None, NOW + timedelta(hours=2))
+    newer = referral.view()
+
+    inside, release = threading.Event(), threading.Event()
+    fill = archive.store._fill
+
+    def slow_fill(row: ReferralRow, view: StatusView) -> None:
+        if view.status is Status.EVALUATING:  # the older write pauses after reading the row
+            inside.set()
+            release.wait(10)
+        fill(row, view)
+
+    monkeypatch.setattr(archive.store, "_fill", slow_fill)
+    slow = threading.Thread(target=store.record, args=(older,))
+    slow.start()
+    assert inside.wait(10)
+    fast = threading.Thread(target=store.record, args=(newer,))
+    fast.start()
+    fast.join(0.5)  # without the lock the newer write would commit now
+    release.set()
+    slow.join(10)
+    fast.join(10)
+    row, transitions = rows(engine, referral.referral_id)
+    assert row is not None
+    assert row.status == Status.DECLINED
+    assert [t.to_status for t in transitions] == ["Evaluating", "Declined"]
+    engine.dispose()
+
+
+async def test_postgresql_going_down_and_back_loses_nothing(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    executor: ThreadPoolExecutor,
+    tmp_path: Path,
+) -> None:
+    """The archive is up, then stops mid-referral, then comes back."""
+    import pgserver
+
+    env = time_skipping_env
+    folder = tmp_path / "pg"
+    server = pgserver.get_server(folder, cleanup_mode="stop")
+    url = server.get_uri()
+    engine = create_archive_engine(url)
+    upgrade(engine)  # as the worker does at start
+    try:
+        async with running_worker(
+            env.client, settings.model_copy(update={"database_url": url}), executor
+        ) as worker:
+            _, handle = await start(env, worker.task_queue)
+            for _ in range(200):
+                if rows(engine, handle.id)[0] is not None:
+                    break
+                await asyncio.sleep(0.05)
+            server.cleanup()  # down
+            await handle.signal("interested")
+            await handle.signal("decline")
+            for _ in range(300):
+                if await archive_attempts(env, handle.id) >= 3:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the archive activity was not retried while PostgreSQL was down")
+            assert (await handle.query(ReferralWorkflow.status)).status is Status.DECLINED
+            server = pgserver.get_server(folder, cleanup_mode="stop")  # back
+            final = await handle.result()
+        referral, transitions = rows(engine, handle.id)
+        assert referral is not None
+        assert referral.status == final.status == Status.DECLINED
+        assert [t.to_status for t in transitions] == ["Evaluating", "Declined"]
+    finally:
+        engine.dispose()
+        server.cleanup()

@@ -91,7 +91,7 @@ def test_encryption_codec_server_and_metrics(stack: dict[str, Any]) -> None:
 def test_ports(stack: dict[str, Any]) -> None:
     assert stack["temporal"]["ports"] == ["${TEMPORAL_PORT:-7233}:7233"]
     assert stack["temporal-ui"]["ports"] == ["${TEMPORAL_UI_PORT:-8080}:8080"]
-    assert stack["archive-db"]["ports"] == ["${ARCHIVE_DB_PORT:-5433}:5432"]
+    assert stack["archive-db"]["ports"] == ["127.0.0.1:${ARCHIVE_DB_PORT:-5433}:5432"]
 
 
 def test_health_checks_and_start_order(stack: dict[str, Any]) -> None:

@@ -20,8 +20,12 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import ROOT, SAMPLES, rfi_data
+from archive.database import create_archive_engine, upgrade
+from archive.store import ArchiveStore
+from tests.conftest import ROOT, SAMPLES, make_rfi, rfi_data
 from workflows import RESPOND_BY_KEY, STATUS_KEY
+from workflows.lifecycle import Referral
+from workflows.models import PartnerContact
 
 BIN = Path(sys.executable).parent
 
@@ -286,6 +290,34 @@ def test_unknown_referral_is_reported(
     status = referrals(environment, "status", "no-such-rfi")
     assert status.returncode == 1
     assert "no referrals for RFI no-such-rfi" in status.stderr
+
+
+def test_submit_never_restarts_a_referral_temporal_forgot_but_the_archive_kept(
+    environment: dict[str, str], worker_process: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    rfi_id, path = write_rfi(tmp_path)
+    # A referral that closed long ago: Temporal forgot it, the archive did not.
+    forgotten = Referral(make_rfi(id=rfi_id, received_at="2025-01-06T09:00:00Z"), "globex")
+    forgotten.start(
+        PartnerContact(
+            partner_id="globex",
+            partner_name="Globex Partners",
+            contact_name="S",
+            contact_email="s@globex.example",
+            region="emea",
+        ),
+        datetime(2025, 1, 6, 9, tzinfo=UTC),
+    )
+    forgotten.act("no_thanks", None, datetime(2025, 1, 6, 12, tzinfo=UTC))
+    engine = create_archive_engine(environment["REFERRALS_DATABASE_URL"])
+    upgrade(engine)
+    ArchiveStore(engine).record(forgotten.view())
+    engine.dispose()
+
+    out = ok(referrals(environment, "submit", str(path), "--partners", "globex,initech"))
+    assert f"already exists referral-{rfi_id}-globex" in out
+    assert f"started        referral-{rfi_id}-initech" in out
+    assert referrals(environment, "status", rfi_id, "globex").returncode == 1  # never started
 
 
 def test_the_worker_serves_sdk_and_referral_metrics(

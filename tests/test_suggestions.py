@@ -184,4 +184,4 @@ async def test_with_no_candidate_left_the_email_says_so(
         await handle.signal("no_thanks")
         assert (await handle.result()).status is Status.SKIPPED
     text = reroute_text(settings.outbox_dir, handle.id)
-    assert "No other partner in the marketplace serves your region right now" in text
+    assert "Every partner in the marketplace that serves your region already has your" in text

@@ -16,7 +16,13 @@ done
 temporal operator namespace describe --address "$ADDRESS" -n "$NAMESPACE" >/dev/null 2>&1 ||
   temporal operator namespace create --address "$ADDRESS" -n "$NAMESPACE" --retention "$RETENTION"
 
-existing=$(temporal operator search-attribute list --address "$ADDRESS" -n "$NAMESPACE")
+# A new namespace can take a few seconds to be usable everywhere.
+attempt=0
+until existing=$(temporal operator search-attribute list --address "$ADDRESS" -n "$NAMESPACE"); do
+  attempt=$((attempt + 1))
+  [ "$attempt" -lt 30 ] || { echo "namespace $NAMESPACE is not usable"; exit 1; }
+  sleep 2
+done
 for attribute in ReferralStatus:Keyword PartnerId:Keyword RfiId:Keyword Region:Keyword \
                  RespondBy:Datetime; do
   name=${attribute%%:*}
