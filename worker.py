@@ -21,7 +21,6 @@ from archive.store import ArchiveStore
 from starter.client import connect
 from starter.codec import CodecKeyError
 from starter.settings import Settings
-from workflows import TASK_QUEUE
 from workflows.referral import ReferralWorkflow
 
 # Validation libraries that pydantic imports lazily: load them once, not in every sandbox.
@@ -41,14 +40,14 @@ def build_mailer(settings: Settings) -> Mailer:
 
 
 def build_worker(
-    client: Client, settings: Settings, executor: ThreadPoolExecutor, task_queue: str = TASK_QUEUE
+    client: Client, settings: Settings, executor: ThreadPoolExecutor, task_queue: str | None = None
 ) -> Worker:
     directory = DirectoryFile(settings.partner_directory)
     directory.load()  # a missing or malformed directory stops the worker at start
     archive = ArchiveStore(create_archive_engine(settings.database_url))
     return Worker(
         client,
-        task_queue=task_queue,
+        task_queue=task_queue or settings.task_queue,
         workflows=[ReferralWorkflow],
         activities=[
             DirectoryActivities(directory).look_up_contact,
@@ -103,7 +102,7 @@ async def main() -> None:
         async with build_worker(client, settings, executor):
             logging.info(
                 "Worker polling task queue %r on %s%s",
-                TASK_QUEUE,
+                settings.task_queue,
                 settings.temporal_address,
                 f"; metrics on :{settings.metrics_port}/metrics" if settings.metrics_port else "",
             )

@@ -2,7 +2,7 @@
 
 from temporalio.common import SearchAttributeKey
 
-TASK_QUEUE = "referrals"
+TASK_QUEUE = "referrals"  # the default of REFERRALS_TASK_QUEUE
 WORKFLOW_TYPE = "ReferralWorkflow"
 
 STATUS_KEY = SearchAttributeKey.for_keyword("ReferralStatus")
