@@ -5,6 +5,7 @@ the same with their own SDK, by the names and JSON documented in the README.
 """
 
 import asyncio
+import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +36,7 @@ from workflows.models import ReferralInput, Rfi, Status, StatusView, referral_wo
 from workflows.referral import ReferralWorkflow
 
 Handle = WorkflowHandle[ReferralWorkflow, StatusView]
+MAX_ACTION_BYTES = 64 * 1024
 
 
 class ReferralError(Exception):
@@ -101,6 +103,11 @@ async def act(
 ) -> StatusView:
     """Take an action through the workflow's update and return the new status view."""
     handle = _handle(client, rfi_id, partner_id)
+    size = len(json.dumps(payload, default=str))
+    if size > MAX_ACTION_BYTES:
+        # Temporal refuses blobs over 2 MB, and an update refused by the workflow echoes its
+        # request: keep actions far below, the workflow's own limits are smaller anyway.
+        raise ReferralError(f"{action} payload has {size} bytes; at most {MAX_ACTION_BYTES}")
     try:
         view: StatusView = await handle.execute_update(action, payload, result_type=StatusView)
         return view

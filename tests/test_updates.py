@@ -183,3 +183,17 @@ async def test_operators_see_status_and_deadline_follow_a_missed_referral(
         await asyncio.sleep(0.1)
     else:
         pytest.fail(f"no visible referral for {query}")
+
+
+async def test_an_oversized_action_is_refused_before_it_reaches_temporal(
+    dev_env: WorkflowEnvironment, queue: str
+) -> None:
+    client = dev_env.client
+    rfi = fresh_rfi()
+    await referrals.submit(client, rfi, ["acme-consulting"], task_queue=queue)
+    with pytest.raises(referrals.ReferralError, match="at most 65536"):
+        await referrals.act(
+            client, rfi.id, "acme-consulting", "no_thanks", {"reason": "x" * 3_000_000}
+        )
+    view = await referrals.act(client, rfi.id, "acme-consulting", "no_thanks", {})
+    assert view.status is Status.SKIPPED
