@@ -1,0 +1,58 @@
+"""`python -m bench lifecycle --referrals N [--json] [--in-memory]`."""
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bench.lifecycle import run_lifecycle
+
+app = typer.Typer(
+    help="Benchmarks of the referral service against bare Temporal.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.callback()
+def main() -> None:
+    """Each benchmark starts its own dev server, workers and baseline."""
+
+
+@app.command()
+def lifecycle(
+    referrals: Annotated[int, typer.Option(min=10, help="Lifecycles per phase.")] = 200,
+    in_flight: Annotated[int, typer.Option(min=1, help="Closed-loop concurrency.")] = 50,
+    in_memory: Annotated[bool, typer.Option(help="An in-memory dev server.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """interested -> accept -> won: throughput at saturation, latency at 50 % and 90 %."""
+    result = asyncio.run(run_lifecycle(referrals, in_flight, in_memory))
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table("System", "Offered /s", "Achieved /s", "Action p50 ms", "Action p99 ms")
+    for load in result["loads"]:
+        table.add_row(
+            load["system"],
+            str(load["offered_per_s"] or "saturation"),
+            str(load["achieved_per_s"]),
+            str(load["action_p50_ms"]),
+            str(load["action_p99_ms"]),
+        )
+    console = Console()
+    console.print(table)
+    console.print(
+        f"referrals/s {result['referrals_per_s']}, baseline/s {result['baseline_per_s']}, "
+        f"ratio {result['ratio']}; at 50 %: action p50 {result['action_p50_ms']} ms, "
+        f"p99 {result['action_p99_ms']} ms ({result['p99_ratio']}x the baseline's "
+        f"{result['baseline_action_p99_ms']} ms); worker peak RSS "
+        f"{result['worker_peak_rss_mb']} MB ({result['server']})"
+    )
+
+
+if __name__ == "__main__":
+    app()

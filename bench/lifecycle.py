@@ -1,0 +1,245 @@
+"""`python -m bench lifecycle`: referrals against the bare baseline, on one local dev server.
+
+Phase 1, closed loop at saturation: N lifecycles (submit, interested, accept, won, result)
+with a fixed number in flight; throughput is lifecycles per second. Phase 2, open loop:
+arrivals at 50 % and 90 % of the baseline's saturation rate, each action's latency from
+sending its update to the new state coming back (the update returns the status view).
+"""
+
+import asyncio
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from rich.progress import Progress
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from archive.database import create_archive_engine, upgrade
+from archive.store import ArchiveStore
+from bench.baseline import BASELINE_QUEUE, BaselineWorkflow
+from starter import referrals
+from starter.dev import dev_server_command
+from workflows.models import Rfi, referral_workflow_id
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERRAL_QUEUE = "bench-referrals"
+PARTNER = "globex"
+Lifecycle = Callable[[Client, str, list[float]], Awaitable[None]]
+
+
+@dataclass
+class Load:
+    system: str
+    offered_per_s: float | None  # None: closed loop at saturation
+    achieved_per_s: float
+    action_latencies_s: list[float] = field(repr=False)
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.action_latencies_s)
+        return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] * 1000
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "system": self.system,
+            "offered_per_s": self.offered_per_s,
+            "achieved_per_s": round(self.achieved_per_s, 2),
+            "action_p50_ms": round(self.percentile(50), 1),
+            "action_p99_ms": round(self.percentile(99), 1),
+        }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@contextlib.contextmanager
+def started(
+    command: list[str], env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    child = subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        yield child
+    finally:
+        child.terminate()
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+async def connect(address: str) -> Client:
+    for _ in range(240):
+        with contextlib.suppress(RuntimeError):
+            return await Client.connect(address, data_converter=pydantic_data_converter)
+        await asyncio.sleep(0.25)
+    raise RuntimeError(f"no Temporal server at {address}")
+
+
+def referral_lifecycle(archive: ArchiveStore, run: str) -> Lifecycle:
+    close = str((datetime.now(UTC) + timedelta(days=90)).date())
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("interested", {}),
+        (
+            "accept",
+            {"estimated_deal_value": "1000", "currency": "EUR", "estimated_close_date": close},
+        ),
+        ("won", {}),
+    ]
+
+    async def lifecycle(client: Client, key: str, latencies: list[float]) -> None:
+        rfi = Rfi.model_validate(
+            {
+                "id": f"bench-{run}-{key}",
+                "received_at": datetime.now(UTC).isoformat(),
+                "region": "emea",
+                "need": "Benchmark",
+                "company_size": "10",
+                "customer": {"name": "B", "company": "B", "email": "b@bench.example"},
+            }
+        )
+        # The real submit path: the archive is consulted, then the workflow started.
+        known = await asyncio.to_thread(archive.existing, [referral_workflow_id(rfi.id, PARTNER)])
+        await referrals.submit(client, rfi, [PARTNER], task_queue=REFERRAL_QUEUE, archived=known)
+        for action, payload in steps:
+            began = time.perf_counter()
+            await referrals.act(client, rfi.id, PARTNER, action, payload)
+            latencies.append(time.perf_counter() - began)
+        await client.get_workflow_handle(referral_workflow_id(rfi.id, PARTNER)).result()
+
+    return lifecycle
+
+
+def baseline_lifecycle(run: str) -> Lifecycle:
+    async def lifecycle(client: Client, key: str, latencies: list[float]) -> None:
+        handle = await client.start_workflow(
+            BaselineWorkflow.run, key, id=f"baseline-{run}-{key}", task_queue=BASELINE_QUEUE
+        )
+        for update in (BaselineWorkflow.interested, BaselineWorkflow.accept, BaselineWorkflow.won):
+            began = time.perf_counter()
+            await handle.execute_update(update)
+            latencies.append(time.perf_counter() - began)
+        await handle.result()
+
+    return lifecycle
+
+
+async def closed_loop(
+    client: Client, lifecycle: Lifecycle, count: int, in_flight: int, label: str, progress: Progress
+) -> Load:
+    gate = asyncio.Semaphore(in_flight)
+    latencies: list[float] = []
+    task = progress.add_task(f"{label}: saturation", total=count)
+
+    async def one(index: int) -> None:
+        async with gate:
+            await lifecycle(client, f"{label}-c{index}", latencies)
+            progress.advance(task)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return Load(label, None, count / (time.perf_counter() - began), latencies)
+
+
+async def open_loop(
+    client: Client, lifecycle: Lifecycle, count: int, rate: float, label: str, progress: Progress
+) -> Load:
+    latencies: list[float] = []
+    task = progress.add_task(f"{label}: {rate:.1f}/s offered", total=count)
+
+    async def one(index: int) -> None:
+        await asyncio.sleep(index / rate)
+        await lifecycle(client, f"o{rate:.0f}-{index}", latencies)
+        progress.advance(task)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(count)))
+    return Load(label, round(rate, 2), count / (time.perf_counter() - began), latencies)
+
+
+async def run_lifecycle(count: int, in_flight: int, in_memory: bool) -> dict[str, Any]:
+    port = free_port()
+    work = Path(tempfile.mkdtemp(prefix="referrals-bench-"))
+    command = [*dev_server_command(work / "temporal.db", port, free_port()), "--headless"]
+    if in_memory:
+        at = command.index("--db-filename")
+        del command[at : at + 2]
+    address = f"127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": address,
+        "REFERRALS_TASK_QUEUE": REFERRAL_QUEUE,
+        "REFERRALS_OUTBOX_DIR": str(work / "outbox"),
+        "REFERRALS_DATABASE_URL": f"sqlite:///{work}/archive.db",
+        "REFERRALS_PARTNER_DIRECTORY": str(ROOT / "samples/partners.json"),
+    }
+    engine = create_archive_engine(env["REFERRALS_DATABASE_URL"])
+    upgrade(engine)
+    archive = ArchiveStore(engine)
+    run = uuid.uuid4().hex[:8]
+    with (
+        started(command),
+        started([sys.executable, "worker.py"], env) as worker,
+        started([sys.executable, "-m", "bench.baseline"], env),
+        Progress() as progress,
+    ):
+        client = await connect(address)
+        referral, baseline = referral_lifecycle(archive, run), baseline_lifecycle(run)
+        await closed_loop(client, baseline, 10, 5, "warm-up", progress)
+        await closed_loop(client, referral, 10, 5, "warm-up", progress)
+        loads = [
+            await closed_loop(client, baseline, count, in_flight, "baseline", progress),
+            await closed_loop(client, referral, count, in_flight, "referrals", progress),
+        ]
+        saturation = loads[0].achieved_per_s
+        for share in (0.5, 0.9):
+            for label, lifecycle in (("baseline", baseline), ("referrals", referral)):
+                loads.append(
+                    await open_loop(client, lifecycle, count, share * saturation, label, progress)
+                )
+        worker_rss = peak_rss_mb(worker.pid)
+    half = {
+        load.system: load
+        for load in loads
+        if load.offered_per_s is not None and abs(load.offered_per_s - 0.5 * saturation) < 0.01
+    }
+    return {
+        "referrals": count,
+        "in_flight": in_flight,
+        "server": "in-memory" if in_memory else "sqlite (wal, synchronous=normal)",
+        "referrals_per_s": round(loads[1].achieved_per_s, 2),
+        "baseline_per_s": round(saturation, 2),
+        "ratio": round(loads[1].achieved_per_s / saturation, 3),
+        "action_p50_ms": round(half["referrals"].percentile(50), 1),
+        "action_p99_ms": round(half["referrals"].percentile(99), 1),
+        "baseline_action_p99_ms": round(half["baseline"].percentile(99), 1),
+        "p99_ratio": round(half["referrals"].percentile(99) / half["baseline"].percentile(99), 2),
+        "loads": [load.as_json() for load in loads],
+        "worker_peak_rss_mb": round(worker_rss, 1),
+        "median_action_ms_at_saturation": round(
+            statistics.median(loads[1].action_latencies_s) * 1000, 1
+        ),
+    }
