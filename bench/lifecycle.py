@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.progress import Progress
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -204,7 +205,7 @@ async def run_lifecycle(count: int, in_flight: int, in_memory: bool) -> dict[str
         started(command),
         started([sys.executable, "worker.py"], env) as worker,
         started([sys.executable, "-m", "bench.baseline"], env),
-        Progress() as progress,
+        Progress(console=Console(stderr=True)) as progress,
     ):
         client = await connect(address)
         referral, baseline = referral_lifecycle(archive, run), baseline_lifecycle(run)
