@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -41,35 +42,50 @@ def binary(name: str) -> str:
     return path
 
 
-@pytest.fixture(scope="session")
-async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+async def start_time_skipping() -> WorkflowEnvironment:
+    """The time-skipping test server, with the referrals' search attributes registered."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=binary("temporal-test-server"),
     )
-    async with env:
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=env.client.namespace,
-                search_attributes={
-                    key.name: IndexedValueType.ValueType(key.indexed_value_type)
-                    for key in SEARCH_ATTRIBUTE_KEYS
-                },
-            )
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                key.name: IndexedValueType.ValueType(key.indexed_value_type)
+                for key in SEARCH_ATTRIBUTE_KEYS
+            },
         )
+    )
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    async with await start_time_skipping() as env:
         yield env
 
 
 @pytest.fixture(scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
+    async with await start_dev_server() as env:
+        yield env
+
+
+async def start_dev_server() -> WorkflowEnvironment:
+    """The Temporal dev server, in memory, with the referrals' search attributes."""
+    return await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
         dev_server_existing_path=binary("temporal"),
         search_attributes=list(SEARCH_ATTRIBUTE_KEYS),
         ui=False,
     )
-    async with env:
-        yield env
 
 
 def rfi_data(**changes: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from archive.schema import ReferralRow, TransitionRow
 from starter import referrals
 from starter.dev import dev_server_command
 from starter.settings import Settings
-from tests.conftest import ROOT, SAMPLES, make_rfi
+from tests.conftest import ROOT, SAMPLES, free_port, make_rfi
 from worker import build_worker
 from workflows.models import Status
 from workflows.referral import ReferralWorkflow
@@ -42,12 +41,6 @@ GROUPS = [
 PAYLOADS = {
     "accept": {"estimated_deal_value": "1000", "currency": "EUR", "estimated_close_date": CLOSE}
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import email.policy
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from archive.database import create_archive_engine, upgrade
 from archive.store import ArchiveStore
-from tests.conftest import ROOT, SAMPLES, make_rfi, rfi_data
+from tests.conftest import ROOT, SAMPLES, free_port, make_rfi, rfi_data
 from workflows import RESPOND_BY_KEY, STATUS_KEY
 from workflows.lifecycle import Referral
 from workflows.models import PartnerContact
@@ -46,12 +45,6 @@ def environment(dev_env: WorkflowEnvironment, outbox: Path) -> dict[str, str]:
         "REFERRALS_DATABASE_URL": f"sqlite:///{outbox.parent}/archive.db",
         "REFERRALS_METRICS_PORT": str(free_port()),
     }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

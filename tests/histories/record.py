@@ -13,16 +13,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from starter.settings import Settings
-from tests.conftest import SAMPLES, binary, make_rfi
+from tests.conftest import SAMPLES, make_rfi, start_dev_server, start_time_skipping
 from worker import build_worker
-from workflows import SEARCH_ATTRIBUTE_KEYS
 from workflows.models import ReferralInput
 from workflows.referral import ReferralWorkflow
 
@@ -112,27 +108,10 @@ async def record(env: WorkflowEnvironment, names: list[str], sleep: Sleep) -> No
 
 
 async def main() -> None:
-    skipping = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=binary("temporal-test-server"),
-    )
+    skipping = await start_time_skipping()
     async with skipping:
-        await skipping.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=skipping.client.namespace,
-                search_attributes={
-                    k.name: IndexedValueType.ValueType(k.indexed_value_type)
-                    for k in SEARCH_ATTRIBUTE_KEYS
-                },
-            )
-        )
         await record(skipping, [n for n in PATHS if n != "updates"], skipping.sleep)
-    local = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=binary("temporal"),
-        search_attributes=list(SEARCH_ATTRIBUTE_KEYS),
-        ui=False,
-    )
+    local = await start_dev_server()
     async with local:
         await record(local, ["updates"], lambda _: asyncio.sleep(0))
 
