@@ -48,7 +48,8 @@ class OutboxMailer:
         mail["X-Referral-Email-Id"] = email_id
         mail.set_content(message.text)
         mail.add_alternative(message.html, subtype="html")
-        self.directory.mkdir(parents=True, exist_ok=True)
+        if not self.directory.is_dir():
+            self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{email_id}.eml"
         # Write then rename, so that a retried attempt replaces its own file whole.
         with tempfile.NamedTemporaryFile(

@@ -36,7 +36,7 @@ def create_archive_engine(url: str | URL) -> Engine:
             },
         )
     else:
-        engine = create_engine(parsed, pool_pre_ping=True)
+        engine = create_engine(parsed)  # a SQLite file has no connection to lose
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
@@ -47,6 +47,9 @@ def _sqlite_connect(connection: Any, _record: Any) -> None:
     # WAL lets the command read while the worker writes; wait for locks instead of failing.
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    # As the local Temporal server runs: a crash of the process loses nothing, only a power
+    # loss can cost the last commits (PostgreSQL is the archive for production).
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
