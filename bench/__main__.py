@@ -1,4 +1,4 @@
-"""`python -m bench lifecycle --referrals N [--json] [--in-memory]`."""
+"""`python -m bench lifecycle|open|burst --referrals N [--json]`."""
 
 import asyncio
 import json
@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.lifecycle import run_lifecycle
+from bench.waiting import burst as burst_deadlines
+from bench.waiting import open_referrals
 
 app = typer.Typer(
     help="Benchmarks of the referral service against bare Temporal.",
@@ -52,6 +54,35 @@ def lifecycle(
         f"{result['baseline_action_p99_ms']} ms); worker peak RSS "
         f"{result['worker_peak_rss_mb']} MB ({result['server']})"
     )
+
+
+@app.command("open")
+def open_command(
+    referrals: Annotated[int, typer.Option(min=10, help="Referrals left open.")] = 500,
+    cache: Annotated[
+        list[int] | None, typer.Option(help="Sticky cache sizes to run with (repeat the option).")
+    ] = None,
+    wait: Annotated[float, typer.Option(help="Their respond deadline, in seconds.")] = 120,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Memory per open referral (default and small sticky cache); then all become Missed."""
+    runs = [asyncio.run(open_referrals(referrals, size, wait)) for size in cache or [1000, 50]]
+    result = {**runs[0], "runs": runs}
+    if as_json:
+        print(json.dumps(result))
+        return
+    for run in runs:
+        Console().print(run)
+
+
+@app.command()
+def burst(
+    referrals: Annotated[int, typer.Option(min=10, help="Deadlines due in one second.")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """N respond deadlines falling due in the same second, against N bare timers."""
+    result = asyncio.run(burst_deadlines(referrals))
+    print(json.dumps(result) if as_json else result)
 
 
 if __name__ == "__main__":

@@ -3,13 +3,14 @@
 Start, then three no-op activities (look-up, lead, archive); updates `interested`
 (+2 activities: details, archive), `accept` (+1: archive) and `won` (+1: archive): the same
 seven activities and three updates a referral driven interested -> accept -> won costs.
-`python -m bench.baseline` runs its worker.
+`python -m bench.baseline [MAX_CACHED_WORKFLOWS]` runs the worker of both baselines.
 """
 
 import asyncio
 import os
 import signal
-from datetime import timedelta
+import sys
+from datetime import datetime, timedelta
 
 from temporalio import activity, workflow
 from temporalio.client import Client
@@ -64,7 +65,23 @@ class BaselineWorkflow:
         return await self._act("won")
 
 
-async def main() -> None:
+@workflow.defn(name="WaitingBaseline")
+class WaitingBaseline:
+    """For `bench open` and `bench burst`: three activities, a timer until the deadline,
+    three activities (a Missed referral: look-up, lead, archive; suggestions, reroute,
+    archive)."""
+
+    @workflow.run
+    async def run(self, due: datetime) -> str:
+        for step in ("look-up", "lead", "archive"):
+            await workflow.execute_activity(noop, step, start_to_close_timeout=TIMEOUT)
+        await workflow.sleep(max(timedelta(0), due - workflow.now()))
+        for step in ("suggest", "reroute", "archive"):
+            await workflow.execute_activity(noop, step, start_to_close_timeout=TIMEOUT)
+        return "Missed"
+
+
+async def main(cache: int) -> None:
     client = await Client.connect(
         os.environ.get("TEMPORAL_ADDRESS", "localhost:7233"), data_converter=pydantic_data_converter
     )
@@ -72,10 +89,14 @@ async def main() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     async with Worker(
-        client, task_queue=BASELINE_QUEUE, workflows=[BaselineWorkflow], activities=[noop]
+        client,
+        task_queue=BASELINE_QUEUE,
+        workflows=[BaselineWorkflow, WaitingBaseline],
+        activities=[noop],
+        max_cached_workflows=cache,
     ):
         await stop.wait()
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000))
