@@ -68,6 +68,19 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def worker_environment(work: Path, address: str, queue: str, **extra: str) -> dict[str, str]:
+    """`python worker.py` on its own queue, outbox and SQLite archive under `work`."""
+    return {
+        **os.environ,
+        "TEMPORAL_ADDRESS": address,
+        "REFERRALS_TASK_QUEUE": queue,
+        "REFERRALS_OUTBOX_DIR": str(work / "outbox"),
+        "REFERRALS_DATABASE_URL": f"sqlite:///{work}/archive.db",
+        "REFERRALS_PARTNER_DIRECTORY": str(ROOT / "samples/partners.json"),
+        **extra,
+    }
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -189,14 +202,7 @@ async def run_lifecycle(count: int, in_flight: int, in_memory: bool) -> dict[str
         at = command.index("--db-filename")
         del command[at : at + 2]
     address = f"127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": address,
-        "REFERRALS_TASK_QUEUE": REFERRAL_QUEUE,
-        "REFERRALS_OUTBOX_DIR": str(work / "outbox"),
-        "REFERRALS_DATABASE_URL": f"sqlite:///{work}/archive.db",
-        "REFERRALS_PARTNER_DIRECTORY": str(ROOT / "samples/partners.json"),
-    }
+    env = worker_environment(work, address, REFERRAL_QUEUE)
     engine = create_archive_engine(env["REFERRALS_DATABASE_URL"])
     upgrade(engine)
     archive = ArchiveStore(engine)

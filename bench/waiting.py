@@ -8,7 +8,6 @@ Missed, beside the same burst of bare timers.
 """
 
 import asyncio
-import os
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ from temporalio.client import Client
 from archive.database import create_archive_engine, upgrade
 from archive.schema import ReferralRow
 from bench.baseline import BASELINE_QUEUE, WaitingBaseline
-from bench.lifecycle import ROOT, connect, free_port, started
+from bench.lifecycle import connect, free_port, started, worker_environment
 from starter import referrals
 from starter.dev import dev_server_command
 from workflows.models import Rfi
@@ -99,15 +98,9 @@ async def run_stack(cache: int, body: Any) -> dict[str, Any]:
     port = free_port()
     work = Path(tempfile.mkdtemp(prefix="referrals-bench-"))
     address = f"127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": address,
-        "REFERRALS_TASK_QUEUE": REFERRAL_QUEUE,
-        "REFERRALS_OUTBOX_DIR": str(work / "outbox"),
-        "REFERRALS_DATABASE_URL": f"sqlite:///{work}/archive.db",
-        "REFERRALS_PARTNER_DIRECTORY": str(ROOT / "samples/partners.json"),
-        "REFERRALS_MAX_CACHED_WORKFLOWS": str(cache),
-    }
+    env = worker_environment(
+        work, address, REFERRAL_QUEUE, REFERRALS_MAX_CACHED_WORKFLOWS=str(cache)
+    )
     upgrade(create_archive_engine(env["REFERRALS_DATABASE_URL"]))
     command = [*dev_server_command(work / "temporal.db", port, free_port()), "--headless"]
     with (
