@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -30,9 +31,14 @@ def lifecycle(
     in_flight: Annotated[int, typer.Option(min=1, help="Closed-loop concurrency.")] = 50,
     in_memory: Annotated[bool, typer.Option(help="An in-memory dev server.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    plot: Annotated[Path | None, typer.Option(help="Also draw a PNG here (matplotlib).")] = None,
 ) -> None:
     """interested -> accept -> won: throughput at saturation, latency at 50 % and 90 %."""
     result = asyncio.run(run_lifecycle(referrals, in_flight, in_memory))
+    if plot is not None:
+        from bench.plot import plot_loads
+
+        plot_loads(result, plot)
     if as_json:
         print(json.dumps(result))
         return
