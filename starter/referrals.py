@@ -1,4 +1,4 @@
-"""Operations on referrals through a Temporal client: submit, act, read and list.
+"""Operations on referrals through a Temporal client: submit, act and read.
 
 The `referrals` command is a thin shell over these; backends in other languages do
 the same with their own SDK, by the names and JSON documented in the README.
@@ -8,12 +8,11 @@ import asyncio
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from temporalio.client import (
     Client,
-    WorkflowExecution,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
@@ -23,16 +22,8 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows import (
-    PARTNER_KEY,
-    REGION_KEY,
-    RESPOND_BY_KEY,
-    RFI_KEY,
-    STATUS_KEY,
-    TASK_QUEUE,
-    WORKFLOW_TYPE,
-)
-from workflows.models import ReferralInput, Rfi, Status, StatusView, referral_workflow_id
+from workflows import PARTNER_KEY, RFI_KEY, TASK_QUEUE, WORKFLOW_TYPE
+from workflows.models import ReferralInput, Rfi, StatusView, referral_workflow_id
 from workflows.referral import ReferralWorkflow
 
 Handle = WorkflowHandle[ReferralWorkflow, StatusView]
@@ -47,18 +38,6 @@ class ReferralError(Exception):
 class Submission:
     started: list[str]
     existing: list[str]
-
-
-@dataclass(frozen=True)
-class ReferralSummary:
-    workflow_id: str
-    rfi_id: str | None
-    partner_id: str | None
-    region: str | None
-    status: str | None
-    respond_by: datetime | None
-    started_at: datetime
-    closed_at: datetime | None
 
 
 async def submit(
@@ -130,12 +109,9 @@ async def act(
 async def status(client: Client, rfi_id: str, partner_id: str) -> StatusView:
     """The status view: the final result of a completed run, else the live query."""
     handle = _handle(client, rfi_id, partner_id)
-    try:
-        description = await handle.describe()
-    except RPCError as error:
-        if error.status is RPCStatusCode.NOT_FOUND:
-            raise ReferralError(f"no referral {handle.id}") from None
-        raise
+    description = await _describe(handle)
+    if description is None:
+        raise ReferralError(f"no referral {handle.id}")
     if description.status is WorkflowExecutionStatus.RUNNING:
         return await handle.query(ReferralWorkflow.status)
     try:
@@ -150,9 +126,7 @@ async def status(client: Client, rfi_id: str, partner_id: str) -> StatusView:
 
 async def statuses(client: Client, rfi_id: str) -> tuple[list[StatusView], list[str]]:
     """Every partner's view of one RFI, ordered by partner, and the referrals that failed."""
-    partners = sorted(
-        {s.partner_id for s in await summaries(client, rfi_id=rfi_id) if s.partner_id}
-    )
+    partners = await _partners_of(client, rfi_id)
     if not partners:
         raise ReferralError(f"no referrals for RFI {rfi_id}")
     outcomes = await asyncio.gather(
@@ -165,37 +139,14 @@ async def statuses(client: Client, rfi_id: str) -> tuple[list[StatusView], list[
     return views, [str(o) for o in outcomes if isinstance(o, ReferralError)]
 
 
-async def summaries(
-    client: Client,
-    *,
-    status: Status | None = None,
-    partner_id: str | None = None,
-    rfi_id: str | None = None,
-    limit: int | None = None,
-) -> list[ReferralSummary]:
-    """Referrals from Temporal visibility, newest first (ids are validated by the caller)."""
-    clauses = [f"WorkflowType = '{WORKFLOW_TYPE}'"]
-    for key, value in ((STATUS_KEY, status), (PARTNER_KEY, partner_id), (RFI_KEY, rfi_id)):
-        if value is not None:
-            clauses.append(f"{key.name} = '{value}'")
-    found: list[ReferralSummary] = []
-    async for execution in client.list_workflows(" AND ".join(clauses), limit=limit):
-        found.append(_summary(execution))
-    return found
-
-
-def _summary(execution: WorkflowExecution) -> ReferralSummary:
-    attributes = execution.typed_search_attributes
-    return ReferralSummary(
-        workflow_id=execution.id,
-        rfi_id=attributes.get(RFI_KEY),
-        partner_id=attributes.get(PARTNER_KEY),
-        region=attributes.get(REGION_KEY),
-        status=attributes.get(STATUS_KEY),
-        respond_by=attributes.get(RESPOND_BY_KEY),
-        started_at=execution.start_time,
-        closed_at=execution.close_time,
-    )
+async def _partners_of(client: Client, rfi_id: str) -> list[str]:
+    """The partners Temporal visibility knows this RFI went to (the id is validated)."""
+    query = f"WorkflowType = '{WORKFLOW_TYPE}' AND {RFI_KEY.name} = '{rfi_id}'"
+    partners = {
+        execution.typed_search_attributes.get(PARTNER_KEY)
+        async for execution in client.list_workflows(query)
+    }
+    return sorted(p for p in partners if p)
 
 
 def _handle(client: Client, rfi_id: str, partner_id: str) -> Handle:
@@ -206,15 +157,22 @@ def _handle(client: Client, rfi_id: str, partner_id: str) -> Handle:
 
 async def _closed_status(handle: Handle) -> str | None:
     """The final status of a closed referral, None if there is no such referral."""
+    description = await _describe(handle)
+    if description is None:
+        return None
+    if description.status is WorkflowExecutionStatus.COMPLETED:
+        return str((await handle.result()).status)
+    return _name(description.status)
+
+
+async def _describe(handle: Handle) -> WorkflowExecutionDescription | None:
+    """The run's description, None if Temporal has no such workflow."""
     try:
-        description = await handle.describe()
+        return await handle.describe()
     except RPCError as error:
         if error.status is RPCStatusCode.NOT_FOUND:
             return None
         raise
-    if description.status is WorkflowExecutionStatus.COMPLETED:
-        return str((await handle.result()).status)
-    return _name(description.status)
 
 
 def _name(status: WorkflowExecutionStatus | None) -> str:
