@@ -30,7 +30,7 @@ from archive.database import create_archive_engine, upgrade
 from archive.store import ArchiveStore
 from bench.baseline import BASELINE_QUEUE, BaselineWorkflow
 from starter import referrals
-from starter.dev import dev_server_command
+from starter.dev import dev_server_command, free_port
 from workflows.models import Rfi, referral_workflow_id
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,14 +58,6 @@ class Load:
             "action_p50_ms": round(self.percentile(50), 1),
             "action_p99_ms": round(self.percentile(99), 1),
         }
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def worker_environment(work: Path, address: str, queue: str, **extra: str) -> dict[str, str]:

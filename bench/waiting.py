@@ -26,9 +26,9 @@ from temporalio.client import Client
 from archive.database import create_archive_engine, upgrade
 from archive.schema import ReferralRow
 from bench.baseline import BASELINE_QUEUE, WaitingBaseline
-from bench.lifecycle import connect, free_port, started, worker_environment
+from bench.lifecycle import connect, started, worker_environment
 from starter import referrals
-from starter.dev import dev_server_command
+from starter.dev import dev_server_command, free_port
 from workflows.models import Rfi
 
 REFERRAL_QUEUE = "bench-waiting"

@@ -162,6 +162,13 @@ def run_dev(*, db_file: Path, port: int, ui_port: int, demo: bool) -> None:
         print("\nStopped the worker and the dev server.")
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on now (for servers started by tests and benches)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0

@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -58,12 +57,6 @@ async def start_time_skipping() -> WorkflowEnvironment:
         )
     )
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

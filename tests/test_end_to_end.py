@@ -21,7 +21,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from archive.database import create_archive_engine, upgrade
 from archive.store import ArchiveStore
-from tests.conftest import ROOT, SAMPLES, free_port, make_rfi, rfi_data
+from starter.dev import free_port
+from tests.conftest import ROOT, SAMPLES, make_rfi, rfi_data
 from workflows import RESPOND_BY_KEY, STATUS_KEY
 from workflows.lifecycle import Referral
 from workflows.models import PartnerContact
