@@ -3,13 +3,15 @@
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine, Select, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
-from archive.schema import ReferralRow, TransitionRow
+from archive.schema import Base, ReferralRow, TransitionRow
 from workflows.lifecycle import CLOSED_STATUSES
-from workflows.models import Status, StatusView, referral_workflow_id
+from workflows.models import Status, StatusView, Transition, referral_workflow_id
 
 
 @dataclass(frozen=True)
@@ -31,36 +33,33 @@ class ArchiveStore:
 
         Keyed on (workflow id, transition seq): a retried activity or a replayed workflow
         writes nothing twice, and a write older than what is stored never overwrites it.
+        Two statements in one transaction, each atomic on its own (an upsert of the row
+        guarded by the transition count, an insert of the transitions that skips those
+        already there), so that concurrent writers need no lock of their own.
         """
         workflow_id = referral_workflow_id(view.rfi_id, view.partner_id)
-        with Session(self.engine) as session, session.begin():
-            row = session.get(ReferralRow, workflow_id, with_for_update=True)
-            if row is None:
-                row = ReferralRow(workflow_id=workflow_id, transition_count=-1)
-                session.add(row)
-            if len(view.transitions) >= row.transition_count:
-                _fill(row, view)
-            stored = set(
-                session.scalars(
-                    select(TransitionRow.seq).where(TransitionRow.workflow_id == workflow_id)
+        dialect = self.engine.dialect.name
+        with self.engine.begin() as connection:
+            row = _referral_values(workflow_id, view)
+            upsert = _insert(dialect, ReferralRow).values(row)
+            connection.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=[ReferralRow.workflow_id],
+                    set_={name: upsert.excluded[name] for name in row if name != "workflow_id"},
+                    where=ReferralRow.transition_count <= upsert.excluded.transition_count,
                 )
             )
-            new = [t for t in view.transitions if t.seq not in stored]
-            session.add_all(
-                TransitionRow(
-                    workflow_id=workflow_id,
-                    seq=t.seq,
-                    from_status=t.from_,
-                    to_status=t.to,
-                    effective_at=t.effective_at,
-                    processed_at=t.processed_at,
-                    cause_kind=t.cause.kind,
-                    cause_name=t.cause.name,
-                    reason=t.reason,
+            if not view.transitions:
+                return 0
+            added = connection.scalars(
+                _insert(dialect, TransitionRow)
+                .values([_transition_values(workflow_id, t) for t in view.transitions])
+                .on_conflict_do_nothing(
+                    index_elements=[TransitionRow.workflow_id, TransitionRow.seq]
                 )
-                for t in new
-            )
-        return len(new)
+                .returning(TransitionRow.seq)
+            ).all()
+        return len(added)
 
     def existing(self, workflow_ids: Iterable[str]) -> set[str]:
         ids = list(workflow_ids)
@@ -119,24 +118,53 @@ def _filtered(
     return query.where(*conditions)
 
 
-def _fill(row: ReferralRow, view: StatusView) -> None:
+def _insert(dialect: str, table: type[Base]) -> sqlite.Insert | postgresql.Insert:
+    """INSERT ... ON CONFLICT, in the two dialects the archive runs on."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise ValueError(f"the archive runs on SQLite or PostgreSQL, not {dialect}")
+
+
+def _referral_values(workflow_id: str, view: StatusView) -> dict[str, Any]:
     last = view.transitions[-1] if view.transitions else None
     deal, customer = view.deal, view.customer
-    row.rfi_id, row.partner_id = view.rfi_id, view.partner_id
-    row.region, row.location = view.region, view.location
-    row.need, row.company_size = view.overview.need, view.overview.company_size
-    row.status = view.status
-    row.transition_count = len(view.transitions)
-    row.received_at = view.received_at
-    row.first_response_at = view.first_response_at
-    row.updated_at = last.effective_at if last else view.received_at
-    row.closed_at = last.effective_at if last and view.status in CLOSED_STATUSES else None
-    row.estimated_deal_value = deal.estimated_deal_value if deal else None
-    row.currency = deal.currency if deal else None
-    row.estimated_close_date = deal.estimated_close_date if deal else None
-    row.final_deal_value = deal.final_deal_value if deal else None
-    # Contact details only once the partner said it was interested, as in the view.
-    row.customer_name = customer.name if customer else None
-    row.customer_company = customer.company if customer else None
-    row.customer_email = str(customer.email) if customer else None
-    row.customer_phone = customer.phone if customer else None
+    return {
+        "workflow_id": workflow_id,
+        "rfi_id": view.rfi_id,
+        "partner_id": view.partner_id,
+        "region": view.region,
+        "location": view.location,
+        "need": view.overview.need,
+        "company_size": view.overview.company_size,
+        "status": str(view.status),
+        "transition_count": len(view.transitions),
+        "received_at": view.received_at,
+        "first_response_at": view.first_response_at,
+        "updated_at": last.effective_at if last else view.received_at,
+        "closed_at": last.effective_at if last and view.status in CLOSED_STATUSES else None,
+        "estimated_deal_value": deal.estimated_deal_value if deal else None,
+        "currency": deal.currency if deal else None,
+        "estimated_close_date": deal.estimated_close_date if deal else None,
+        "final_deal_value": deal.final_deal_value if deal else None,
+        # Contact details only once the partner said it was interested, as in the view.
+        "customer_name": customer.name if customer else None,
+        "customer_company": customer.company if customer else None,
+        "customer_email": str(customer.email) if customer else None,
+        "customer_phone": customer.phone if customer else None,
+    }
+
+
+def _transition_values(workflow_id: str, transition: Transition) -> dict[str, Any]:
+    return {
+        "workflow_id": workflow_id,
+        "seq": transition.seq,
+        "from_status": str(transition.from_),
+        "to_status": str(transition.to),
+        "effective_at": transition.effective_at,
+        "processed_at": transition.processed_at,
+        "cause_kind": str(transition.cause.kind),
+        "cause_name": transition.cause.name,
+        "reason": transition.reason,
+    }

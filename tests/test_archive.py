@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -276,21 +277,21 @@ def test_a_slow_older_write_never_overwrites_a_newer_one(
     newer = referral.view()
 
     inside, release = threading.Event(), threading.Event()
-    fill = archive.store._fill
+    values = archive.store._referral_values
 
-    def slow_fill(row: ReferralRow, view: StatusView) -> None:
-        if view.status is Status.EVALUATING:  # the older write pauses after reading the row
+    def slow_values(workflow_id: str, view: StatusView) -> dict[str, Any]:
+        if view.status is Status.EVALUATING:  # the older write pauses inside its transaction
             inside.set()
             release.wait(10)
-        fill(row, view)
+        return values(workflow_id, view)
 
-    monkeypatch.setattr(archive.store, "_fill", slow_fill)
+    monkeypatch.setattr(archive.store, "_referral_values", slow_values)
     slow = threading.Thread(target=store.record, args=(older,))
     slow.start()
     assert inside.wait(10)
     fast = threading.Thread(target=store.record, args=(newer,))
     fast.start()
-    fast.join(0.5)  # without the lock the newer write would commit now
+    fast.join(0.5)  # SQLite: waits for the older transaction; PostgreSQL: commits first
     release.set()
     slow.join(10)
     fast.join(10)
