@@ -23,8 +23,10 @@ from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlread
 from temporalio.service import RPCError, RPCStatusCode
 
 from workflows import PARTNER_KEY, RFI_KEY, TASK_QUEUE, WORKFLOW_TYPE
+from workflows.lifecycle import Referral
 from workflows.models import ReferralInput, Rfi, StatusView, referral_workflow_id
 from workflows.referral import ReferralWorkflow
+from workflows.visibility import start_attributes
 
 Handle = WorkflowHandle[ReferralWorkflow, StatusView]
 MAX_ACTION_BYTES = 64 * 1024
@@ -65,6 +67,8 @@ async def submit(
                 # Closed runs keep their id for the namespace's retention: never a second run.
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                # Visible to operators at once; the workflow then upserts only changes.
+                search_attributes=start_attributes(Referral(rfi, partner_id)),
             )
         except WorkflowAlreadyStartedError:
             return referral.workflow_id, False

@@ -20,14 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.directory import DirectoryActivities
     from activities.email import EmailActivities
     from activities.suggestions import SuggestionActivities
-    from workflows import (
-        PARTNER_KEY,
-        REGION_KEY,
-        RESPOND_BY_KEY,
-        RFI_KEY,
-        STATUS_KEY,
-        WORKFLOW_TYPE,
-    )
+    from workflows import WORKFLOW_TYPE
     from workflows.lifecycle import ActionRejected, Referral
     from workflows.models import (
         ContactLookup,
@@ -40,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         SuggestionRequest,
     )
     from workflows.payloads import decode_action_argument, parse_referral_input
+    from workflows.visibility import changed_attributes
 
 STARTING_WAIT = timedelta(seconds=10)
 CLOCK_SKEW = timedelta(days=1)  # how far ahead of the server's clock received_at may be
@@ -71,7 +65,6 @@ class ReferralWorkflow:
             self._invalid_input = str(error)
         self._started = False
         self._changes = 0
-        self._published: tuple[str, datetime | None] | None = None
         self._emails: list[asyncio.Task[None]] = []
         self._archived = -1  # transitions in the archive; -1 before the first write
         self._counted = 0  # transitions counted in the metrics
@@ -93,13 +86,6 @@ class ReferralWorkflow:
             raise ApplicationError(
                 f"received_at {rfi.received_at.isoformat()} is in the future", type="InvalidInput"
             )
-        workflow.upsert_search_attributes(
-            [
-                RFI_KEY.value_set(rfi.id),
-                PARTNER_KEY.value_set(referral.partner_id),
-                REGION_KEY.value_set(rfi.region),
-            ]
-        )
         self._publish()
         partner = await self._look_up_partner()
         self._started = True
@@ -180,7 +166,7 @@ class ReferralWorkflow:
         self._publish()
 
     def _publish(self) -> None:
-        """Keep the status and running deadline current for operators, when they change,
+        """Keep the search attributes current for operators, upserting only what changed,
         and count each new transition (the SDK's metric meter skips replays)."""
         transitions = self.referral.transitions
         for transition in transitions[self._counted :]:
@@ -188,16 +174,9 @@ class ReferralWorkflow:
                 1, {"from": transition.from_, "to": transition.to, "cause": transition.cause.kind}
             )
         self._counted = len(transitions)
-        deadline = self.referral.deadline
-        due_at = deadline.due_at if deadline else None
-        if self._published != (self.referral.status, due_at):
-            self._published = (self.referral.status, due_at)
-            workflow.upsert_search_attributes(
-                [
-                    STATUS_KEY.value_set(self.referral.status),
-                    RESPOND_BY_KEY.value_set(due_at) if due_at else RESPOND_BY_KEY.value_unset(),
-                ]
-            )
+        changes = changed_attributes(self.referral, workflow.info().typed_search_attributes)
+        if changes:
+            workflow.upsert_search_attributes(changes)
 
     async def _keep_archived(self) -> None:
         """Record the referral when it starts and after each transition, one write at a time."""
@@ -227,7 +206,7 @@ class ReferralWorkflow:
         # Retry a broken directory until the respond deadline, then fail visibly.
         left = (deadline.due_at - workflow.now()) if deadline else timedelta(0)
         try:
-            return await workflow.execute_activity_method(
+            return await workflow.execute_local_activity_method(
                 DirectoryActivities.look_up_contact,
                 lookup,
                 start_to_close_timeout=timedelta(seconds=30),

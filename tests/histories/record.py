@@ -16,10 +16,11 @@ from typing import Any
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from starter.referrals import submit
 from starter.settings import Settings
 from tests.conftest import SAMPLES, make_rfi, start_dev_server, start_time_skipping
 from worker import build_worker
-from workflows.models import ReferralInput
+from workflows.models import ReferralInput, StatusView
 from workflows.referral import ReferralWorkflow
 
 HERE = Path(__file__).resolve().parent
@@ -73,9 +74,14 @@ async def run_path(env: WorkflowEnvironment, queue: str, name: str, sleep: Sleep
         id=f"history-{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}", received_at=now.isoformat()
     )
     referral = ReferralInput(rfi=rfi, partner_id="acme-consulting")
-    handle: WorkflowHandle[Any, Any] = await client.start_workflow(
-        ReferralWorkflow.run, referral, id=referral.workflow_id, task_queue=queue
-    )
+    handle: WorkflowHandle[ReferralWorkflow, StatusView]
+    if name == "updates":  # the `referrals submit` path, search attributes set at start
+        await submit(client, rfi, [referral.partner_id], task_queue=queue)
+        handle = client.get_workflow_handle_for(ReferralWorkflow.run, referral.workflow_id)
+    else:  # a bare start, as a backend in another language may make it
+        handle = await client.start_workflow(
+            ReferralWorkflow.run, referral, id=referral.workflow_id, task_queue=queue
+        )
     await sleep(timedelta(seconds=2))
     close = str((now + timedelta(days=365)).date())
     for kind, action, payload, hours in PATHS[name]:
