@@ -3,15 +3,18 @@
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, Select, select
+from sqlalchemy import Engine, Executable, Select, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
-from archive.schema import Base, ReferralRow, TransitionRow
+from archive.schema import ReferralRow, TransitionRow
 from workflows.lifecycle import CLOSED_STATUSES
 from workflows.models import Status, StatusView, Transition, referral_workflow_id
+
+REFERRALS = cast(Table, ReferralRow.__table__)
+TRANSITIONS = cast(Table, TransitionRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class ReferralFilter:
 class ArchiveStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._upsert_referral, self._insert_transitions = _record_statements(engine.dialect.name)
 
     def record(self, view: StatusView) -> int:
         """Write the referral as the view shows it; returns how many transitions were new.
@@ -38,28 +42,15 @@ class ArchiveStore:
         already there), so that concurrent writers need no lock of their own.
         """
         workflow_id = referral_workflow_id(view.rfi_id, view.partner_id)
-        dialect = self.engine.dialect.name
         with self.engine.begin() as connection:
-            row = _referral_values(workflow_id, view)
-            upsert = _insert(dialect, ReferralRow).values(row)
-            connection.execute(
-                upsert.on_conflict_do_update(
-                    index_elements=[ReferralRow.workflow_id],
-                    set_={name: upsert.excluded[name] for name in row if name != "workflow_id"},
-                    where=ReferralRow.transition_count <= upsert.excluded.transition_count,
-                )
-            )
+            connection.execute(self._upsert_referral, _referral_values(workflow_id, view))
             if not view.transitions:
                 return 0
-            added = connection.scalars(
-                _insert(dialect, TransitionRow)
-                .values([_transition_values(workflow_id, t) for t in view.transitions])
-                .on_conflict_do_nothing(
-                    index_elements=[TransitionRow.workflow_id, TransitionRow.seq]
-                )
-                .returning(TransitionRow.seq)
-            ).all()
-        return len(added)
+            added = connection.execute(
+                self._insert_transitions,
+                [_transition_values(workflow_id, t) for t in view.transitions],
+            )
+            return len(added.all())
 
     def existing(self, workflow_ids: Iterable[str]) -> set[str]:
         ids = list(workflow_ids)
@@ -118,13 +109,28 @@ def _filtered(
     return query.where(*conditions)
 
 
-def _insert(dialect: str, table: type[Base]) -> sqlite.Insert | postgresql.Insert:
-    """INSERT ... ON CONFLICT, in the two dialects the archive runs on."""
+def _record_statements(dialect: str) -> tuple[Executable, Executable]:
+    """Built once per store, in the two dialects the archive runs on (INSERT ... ON
+    CONFLICT): the referral's upsert, guarded by its transition count, and the insert of
+    transitions that returns the seqs it added."""
+    referral: sqlite.Insert | postgresql.Insert
+    transitions: sqlite.Insert | postgresql.Insert
     if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    raise ValueError(f"the archive runs on SQLite or PostgreSQL, not {dialect}")
+        referral, transitions = postgresql.insert(REFERRALS), postgresql.insert(TRANSITIONS)
+    elif dialect == "sqlite":
+        referral, transitions = sqlite.insert(REFERRALS), sqlite.insert(TRANSITIONS)
+    else:
+        raise ValueError(f"the archive runs on SQLite or PostgreSQL, not {dialect}")
+    newer = referral.excluded
+    upsert = referral.on_conflict_do_update(
+        index_elements=[REFERRALS.c.workflow_id],
+        set_={c.name: newer[c.name] for c in REFERRALS.c if c.name != "workflow_id"},
+        where=REFERRALS.c.transition_count <= newer.transition_count,
+    )
+    insert = transitions.on_conflict_do_nothing(
+        index_elements=[TRANSITIONS.c.workflow_id, TRANSITIONS.c.seq]
+    ).returning(TRANSITIONS.c.seq)
+    return upsert, insert
 
 
 def _referral_values(workflow_id: str, view: StatusView) -> dict[str, Any]:
