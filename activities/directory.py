@@ -89,6 +89,8 @@ class DirectoryActivities:
     def __init__(self, directory: DirectoryFile) -> None:
         self._directory = directory
 
+    # Async, on the worker's event loop: a look-up in memory (the file is read again only
+    # when it changed) costs far less than a hop to the activity thread pool.
     @activity.defn(name="look_up_contact")
-    def look_up_contact(self, lookup: ContactLookup) -> PartnerContact:
+    async def look_up_contact(self, lookup: ContactLookup) -> PartnerContact:
         return self._directory.load().contact_for(lookup)
