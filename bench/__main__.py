@@ -60,6 +60,9 @@ def lifecycle(
         f"{result['baseline_action_p99_ms']} ms); worker peak RSS "
         f"{result['worker_peak_rss_mb']} MB ({result['server']})"
     )
+    for system, cpu in result["cpu_ms_per_lifecycle"].items():
+        shares = ", ".join(f"{name} {ms}" for name, ms in cpu.items())
+        console.print(f"CPU ms per lifecycle at saturation, {system}: {shares}")
 
 
 @app.command("open")

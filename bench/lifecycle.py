@@ -4,6 +4,8 @@ Phase 1, closed loop at saturation: N lifecycles (submit, interested, accept, wo
 with a fixed number in flight; throughput is lifecycles per second. Phase 2, open loop:
 arrivals at 50 % and 90 % of the baseline's saturation rate, each action's latency from
 sending its update to the new state coming back (the update returns the status view).
+CPU per lifecycle at saturation, by process (server, worker, the bench's client), shows
+where the difference between the two goes.
 """
 
 import asyncio
@@ -71,6 +73,12 @@ def worker_environment(work: Path, address: str, queue: str, **extra: str) -> di
         "REFERRALS_PARTNER_DIRECTORY": str(ROOT / "samples/partners.json"),
         **extra,
     }
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -200,19 +208,28 @@ async def run_lifecycle(count: int, in_flight: int, in_memory: bool) -> dict[str
     archive = ArchiveStore(engine)
     run = uuid.uuid4().hex[:8]
     with (
-        started(command),
+        started(command) as server,
         started([sys.executable, "worker.py"], env) as worker,
-        started([sys.executable, "-m", "bench.baseline"], env),
+        started([sys.executable, "-m", "bench.baseline"], env) as bare,
         Progress(console=Console(stderr=True)) as progress,
     ):
         client = await connect(address)
         referral, baseline = referral_lifecycle(archive, run), baseline_lifecycle(run)
         await closed_loop(client, baseline, 10, 5, "warm-up", progress)
         await closed_loop(client, referral, 10, 5, "warm-up", progress)
-        loads = [
-            await closed_loop(client, baseline, count, in_flight, "baseline", progress),
-            await closed_loop(client, referral, count, in_flight, "referrals", progress),
-        ]
+        loads, cpu = [], {}
+        for label, lifecycle, worker_pid in (
+            ("baseline", baseline, bare.pid),
+            ("referrals", referral, worker.pid),
+        ):
+            # CPU per lifecycle at saturation, by process: where the difference goes.
+            pids = {"server": server.pid, "worker": worker_pid, "bench": os.getpid()}
+            before = {name: cpu_s(pid) for name, pid in pids.items()}
+            loads.append(await closed_loop(client, lifecycle, count, in_flight, label, progress))
+            cpu[label] = {
+                name: round((cpu_s(pid) - before[name]) * 1000 / count, 1)
+                for name, pid in pids.items()
+            }
         saturation = loads[0].achieved_per_s
         for share in (0.5, 0.9):
             for label, lifecycle in (("baseline", baseline), ("referrals", referral)):
@@ -238,6 +255,7 @@ async def run_lifecycle(count: int, in_flight: int, in_memory: bool) -> dict[str
         "p99_ratio": round(half["referrals"].percentile(99) / half["baseline"].percentile(99), 2),
         "loads": [load.as_json() for load in loads],
         "worker_peak_rss_mb": round(worker_rss, 1),
+        "cpu_ms_per_lifecycle": cpu,
         "median_action_ms_at_saturation": round(
             statistics.median(loads[1].action_latencies_s) * 1000, 1
         ),

@@ -1,8 +1,9 @@
 """`python -m bench open` and `python -m bench burst`: referrals that wait on their deadline.
 
 open: N referrals left in New; the worker's and the server's memory per open referral,
-with the sticky cache as configured, beside the same bare workflows; then every referral
-must reach Missed once its deadline passes.
+with the sticky cache as configured, beside the same bare workflows, over all N and over
+the second half alone (the steady cost, once the heap has grown to its working size);
+then every referral must reach Missed once its deadline passes.
 burst: N respond deadlines that fall due in the same second; how fast they drain into
 Missed, beside the same burst of bare timers.
 """
@@ -48,6 +49,14 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def memory(stack: Stack) -> dict[str, float]:
+    return {
+        "referrals": rss_mb(stack.referral_pid),
+        "baseline": rss_mb(stack.baseline_pid),
+        "server": rss_mb(stack.server_pid),
+    }
 
 
 def rfi(run: str, index: int, received_at: datetime, respond_within: timedelta) -> Rfi:
@@ -118,13 +127,10 @@ async def run_stack(cache: int, body: Any) -> dict[str, Any]:
 async def open_referrals(count: int, cache: int, wait_s: float) -> dict[str, Any]:
     async def body(stack: Stack) -> dict[str, Any]:
         run = uuid.uuid4().hex[:8]
-        idle = {
-            "referrals": rss_mb(stack.referral_pid),
-            "baseline": rss_mb(stack.baseline_pid),
-            "server": rss_mb(stack.server_pid),
-        }
+        idle = memory(stack)
         now = datetime.now(UTC)
         respond = timedelta(seconds=wait_s)
+        half = count // 2
         with Progress(console=Console(stderr=True)) as progress:
             task = progress.add_task(f"opening {count} referrals and {count} bare", total=count)
 
@@ -143,13 +149,14 @@ async def open_referrals(count: int, cache: int, wait_s: float) -> dict[str, Any
                 )
                 progress.advance(task)
 
-            await in_batches([one(i) for i in range(count)])
-        await asyncio.sleep(5)  # leads and first archive writes settle
-        held = {
-            "referrals": rss_mb(stack.referral_pid),
-            "baseline": rss_mb(stack.baseline_pid),
-            "server": rss_mb(stack.server_pid),
-        }
+            # In two halves: what the second half adds is the steady cost of an open
+            # referral, once the first half has grown the heap to its working size.
+            await in_batches([one(i) for i in range(half)])
+            await asyncio.sleep(5)  # leads and first archive writes settle
+            first = memory(stack)
+            await in_batches([one(i) for i in range(half, count)])
+        await asyncio.sleep(5)
+        held = memory(stack)
         deadline = time.monotonic() + wait_s + 300
         while missed(stack.archive_url) < count and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(2)
@@ -166,6 +173,12 @@ async def open_referrals(count: int, cache: int, wait_s: float) -> dict[str, Any
                 (held["baseline"] - idle["baseline"]) * 1024 / count, 2
             ),
             "server_rss_per_open_kb": round((held["server"] - idle["server"]) * 1024 / count, 2),
+            "second_half_rss_per_open_kb": round(
+                (held["referrals"] - first["referrals"]) * 1024 / (count - half), 2
+            ),
+            "baseline_second_half_rss_per_open_kb": round(
+                (held["baseline"] - first["baseline"]) * 1024 / (count - half), 2
+            ),
             "missed": missed(stack.archive_url),
         }
 
@@ -175,7 +188,7 @@ async def open_referrals(count: int, cache: int, wait_s: float) -> dict[str, Any
 async def burst(count: int) -> dict[str, Any]:
     async def body(stack: Stack) -> dict[str, Any]:
         run = uuid.uuid4().hex[:8]
-        lead = timedelta(seconds=15 + count / 8)  # time to start them all before they fall due
+        lead = timedelta(seconds=15 + count / 6)  # time to start them all before they fall due
         due = datetime.now(UTC) + lead
         with Progress(console=Console(stderr=True)) as progress:
             task = progress.add_task(f"starting {count} + {count} due at one second", total=count)

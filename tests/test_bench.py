@@ -1,0 +1,60 @@
+"""The benchmarks still run and report every figure (tiny sizes: not a timed test)."""
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def bench(*args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *args, "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_lifecycle_reports_both_systems_at_every_load() -> None:
+    result = bench("lifecycle", "--referrals", "10", "--in-flight", "5")
+    assert result["referrals_per_s"] > 0
+    assert result["baseline_per_s"] > 0
+    assert result["ratio"] == round(result["referrals_per_s"] / result["baseline_per_s"], 3)
+    assert 0 < result["action_p50_ms"] <= result["action_p99_ms"]
+    assert result["baseline_action_p99_ms"] > 0
+    assert result["p99_ratio"] > 0
+    systems = [load["system"] for load in result["loads"]]
+    assert systems == ["baseline", "referrals"] * 3
+    offered = [load["offered_per_s"] for load in result["loads"]]
+    half, most = (share * result["baseline_per_s"] for share in (0.5, 0.9))
+    assert offered[:2] == [None, None]  # the closed loop, at saturation
+    assert offered[2:] == pytest.approx([half, half, most, most], abs=0.02)
+    assert result["worker_peak_rss_mb"] > 0
+    assert set(result["cpu_ms_per_lifecycle"]) == {"baseline", "referrals"}
+
+
+def test_open_referrals_all_become_missed() -> None:
+    result = bench("open", "--referrals", "20", "--wait", "10", "--cache", "5")
+    assert result["missed"] == 20
+    assert result["max_cached_workflows"] == 5
+    for key in (
+        "rss_per_open_referral_kb",
+        "baseline_rss_per_open_kb",
+        "second_half_rss_per_open_kb",
+    ):
+        assert key in result
+
+
+def test_a_burst_of_deadlines_loses_none() -> None:
+    result = bench("burst", "--referrals", "20")
+    assert result["lost"] == 0
+    assert result["burst_per_s"] > 0
+    assert result["baseline_burst_per_s"] > 0
