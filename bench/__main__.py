@@ -1,4 +1,4 @@
-"""`python -m bench lifecycle|open|burst --referrals N [--json]`."""
+"""`python -m bench lifecycle|open|heap|burst --referrals N [--json]`."""
 
 import asyncio
 import json
@@ -82,6 +82,19 @@ def open_command(
         return
     for run in runs:
         Console().print(run)
+
+
+@app.command()
+def heap(
+    referrals: Annotated[int, typer.Option(min=10, help="Referrals left open.")] = 1000,
+    cache: Annotated[int, typer.Option(min=0, help="Sticky cache size.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Python heap per open referral past the sticky cache (tracemalloc, worker in-process)."""
+    from bench.heap import heap_per_open_referral
+
+    result = asyncio.run(heap_per_open_referral(referrals, cache))
+    print(json.dumps(result) if as_json else result)
 
 
 @app.command()

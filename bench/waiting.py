@@ -76,17 +76,20 @@ def rfi(run: str, index: int, received_at: datetime, respond_within: timedelta) 
     )
 
 
-def missed(archive_url: str) -> int:
+def archived(archive_url: str, status: str | None = None) -> int:
+    """Referrals in the archive, with this status if one is given."""
     engine = create_archive_engine(archive_url)
+    query = select(func.count()).select_from(ReferralRow)
+    if status is not None:
+        query = query.where(ReferralRow.status == status)
     with Session(engine) as session:
-        count = (
-            session.scalar(
-                select(func.count()).select_from(ReferralRow).where(ReferralRow.status == "Missed")
-            )
-            or 0
-        )
+        count = session.scalar(query) or 0
     engine.dispose()
     return count
+
+
+def missed(archive_url: str) -> int:
+    return archived(archive_url, "Missed")
 
 
 async def completed(client: Client, run: str) -> int:

@@ -58,3 +58,9 @@ def test_a_burst_of_deadlines_loses_none() -> None:
     assert result["lost"] == 0
     assert result["burst_per_s"] > 0
     assert result["baseline_burst_per_s"] > 0
+
+
+def test_heap_reports_the_cost_past_the_cache() -> None:
+    result = bench("heap", "--referrals", "20", "--cache", "5")
+    assert result["open_referrals"] == 20
+    assert "heap_per_open_referral_past_cache_kb" in result
