@@ -2,6 +2,7 @@
 
 import asyncio
 import compileall
+import gc
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -111,6 +112,9 @@ async def main() -> None:
         loop.add_signal_handler(signum, stop.set)
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
         async with build_worker(client, settings, executor):
+            # What is loaded by now lives as long as the worker: keep it out of the garbage
+            # collector's full passes (about 3 ms less worker CPU per referral in the bench).
+            gc.freeze()
             logging.info(
                 "Worker polling task queue %r on %s%s",
                 settings.task_queue,
