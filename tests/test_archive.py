@@ -345,3 +345,35 @@ async def test_postgresql_going_down_and_back_loses_nothing(
     finally:
         engine.dispose()
         server.cleanup()
+
+
+def test_a_write_reports_the_transitions_it_added_and_a_repeat_adds_none(
+    database_url: str,
+) -> None:
+    engine = create_archive_engine(database_url)
+    upgrade(engine)
+    store = ArchiveStore(engine)
+    referral = Referral(make_rfi(received_at="2026-11-03T09:00:00Z"), "acme-consulting")
+    referral.start(CONTACT, NOW)
+    assert store.record(referral.view()) == 0  # New: the row, no transition yet
+    referral.act("interested", None, NOW + timedelta(hours=1))
+    evaluating = referral.view()
+    assert store.record(evaluating) == 1
+    assert store.record(evaluating) == 0  # a retried activity writes nothing twice
+    referral.act(
+        "accept",
+        {
+            "estimated_deal_value": "5000.50",
+            "currency": "EUR",
+            "estimated_close_date": "2027-01-15",
+        },
+        NOW + timedelta(hours=2),
+    )
+    referral.act("won", {"final_deal_value": "5100"}, NOW + timedelta(hours=3))
+    assert store.record(referral.view()) == 2
+    assert store.record(evaluating) == 0  # late and older: changes nothing
+    row, transitions = rows(engine, referral.referral_id)
+    assert row is not None
+    assert row.status == Status.WON
+    assert row.final_deal_value == Decimal("5100")
+    assert [t.seq for t in transitions] == [1, 2, 3]
