@@ -3,6 +3,7 @@
 import asyncio
 import email
 import email.policy
+import importlib.util
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,8 +24,10 @@ from temporalio.testing import WorkflowEnvironment
 from archive.database import create_archive_engine, upgrade
 from archive.store import ArchiveStore
 from starter.dev import free_port
+from starter.referrals import submit
 from tests.conftest import ROOT, SAMPLES, make_rfi, rfi_data
-from workflows import RESPOND_BY_KEY, STATUS_KEY
+from worker import compile_workflows
+from workflows import REGION_KEY, RESPOND_BY_KEY, STATUS_KEY
 from workflows.lifecycle import Referral
 from workflows.models import PartnerContact
 
@@ -243,6 +247,27 @@ async def test_search_attributes_are_kept_current_for_operators(
     assert new[0].typed_search_attributes.get(STATUS_KEY) == "New"
 
 
+async def test_a_submitted_referral_is_visible_to_operators_before_any_worker_runs_it(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    client: Client = dev_env.client
+    received = datetime.now(UTC).replace(microsecond=0)
+    rfi = make_rfi(id=f"unpolled-{uuid.uuid4().hex[:8]}", received_at=received.isoformat())
+    queue = f"nobody-polls-{uuid.uuid4()}"  # the workflow never runs a task
+    await submit(client, rfi, ["acme-consulting"], task_queue=queue)
+    query = f"RfiId = '{rfi.id}' AND PartnerId = 'acme-consulting' AND ReferralStatus = 'New'"
+    for _ in range(100):
+        found = [w async for w in client.list_workflows(query)]
+        if found:
+            break
+        await asyncio.sleep(0.1)
+    assert len(found) == 1
+    attributes = found[0].typed_search_attributes
+    assert attributes.get(REGION_KEY) == rfi.region
+    assert attributes.get(RESPOND_BY_KEY) == received + timedelta(hours=72)
+    await client.get_workflow_handle(found[0].id).terminate("test over")
+
+
 def test_command_errors_are_one_line(environment: dict[str, str], tmp_path: Path) -> None:
     unreachable = {**environment, "TEMPORAL_ADDRESS": "127.0.0.1:1"}
     down = referrals(unreachable, "status", "rfi-1")
@@ -337,6 +362,20 @@ def test_the_worker_serves_sdk_and_referral_metrics(
     assert transitions
     assert 'cause="action"' in transitions[0]
     assert 'from="New"' in transitions[0]
+
+
+def test_the_worker_gives_the_sandbox_bytecode_of_the_workflow_module(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sandbox imports workflows/referral.py for every new referral: from bytecode, even
+    where PYTHONDONTWRITEBYTECODE is set (as on this project's machines and in its image)."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    source = ROOT / "workflows" / "referral.py"
+    cached = Path(importlib.util.cache_from_source(str(source)))
+    cached.unlink(missing_ok=True)
+    compile_workflows()
+    header = cached.read_bytes()[:16]
+    assert int.from_bytes(header[12:16], "little") == source.stat().st_size  # current
 
 
 def test_worker_stops_gracefully_on_sigterm(worker_process: subprocess.Popen[bytes]) -> None:
