@@ -26,7 +26,7 @@ from archive.database import archive_url
 from starter.settings import Settings
 from worker import build_worker
 from workflows import SEARCH_ATTRIBUTE_KEYS
-from workflows.models import Rfi
+from workflows.models import PartnerContact, Rfi
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -90,6 +90,17 @@ def rfi_data(**changes: Any) -> dict[str, Any]:
 
 def make_rfi(**changes: Any) -> Rfi:
     return Rfi.model_validate(rfi_data(**changes))
+
+
+# The contact samples/partners.json gives for acme-consulting in Berlin.
+ACME_BERLIN = PartnerContact(
+    partner_id="acme-consulting",
+    partner_name="Acme Consulting",
+    contact_name="Jonas Weber",
+    contact_email="berlin@acme-consulting.example",
+    region="emea",
+    location="Berlin",
+)
 
 
 @pytest.fixture

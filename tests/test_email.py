@@ -25,8 +25,8 @@ from werkzeug import Request, Response
 from activities.email import EmailActivities
 from activities.mailers import OutboxMailer, SendGridMailer
 from activities.rendering import EmailRenderer, RenderedEmail
-from tests.conftest import make_rfi
-from workflows.models import EmailKind, EmailRequest, PartnerContact, Rfi, Status
+from tests.conftest import ACME_BERLIN, make_rfi
+from workflows.models import EmailKind, EmailRequest, Rfi, Status
 
 SENDER = "Referrals <r@example.com>"
 API_KEY = "SG.test-key-that-must-never-leak.0123456789abcdef"
@@ -34,14 +34,7 @@ SEND_PATH = "/v3/mail/send"
 DUE_AT = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
 DUE_AT_SHOWN = "2026-11-28 09:30 UTC"
 
-PARTNER = PartnerContact(
-    partner_id="acme-consulting",
-    partner_name="Acme Consulting",
-    contact_name="Jonas Weber",
-    contact_email="berlin@acme-consulting.example",
-    region="emea",
-    location="Berlin",
-)
+PARTNER = ACME_BERLIN
 
 # Distinctive values, so that any trace of them in a partner's first emails is a leak.
 CUSTOMER = {

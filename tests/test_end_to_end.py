@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecution
 from temporalio.testing import WorkflowEnvironment
 
 from archive.database import create_archive_engine, upgrade
@@ -220,6 +220,16 @@ def test_submit_act_status_list_and_emails(
     assert reroute.get_content_type() == "multipart/alternative"
 
 
+async def listed(client: Client, query: str) -> list[WorkflowExecution]:
+    """What visibility lists for the query, once it lists anything (within 10 s)."""
+    for _ in range(100):
+        found = [w async for w in client.list_workflows(query)]
+        if found:
+            return found
+        await asyncio.sleep(0.1)
+    return []
+
+
 async def test_search_attributes_are_kept_current_for_operators(
     dev_env: WorkflowEnvironment,
     environment: dict[str, str],
@@ -234,11 +244,7 @@ async def test_search_attributes_are_kept_current_for_operators(
         f"RfiId = '{rfi_id}' AND PartnerId = 'acme-consulting' AND Region = 'emea' "
         "AND ReferralStatus = 'Evaluating'"
     )
-    for _ in range(100):
-        found = [w async for w in client.list_workflows(query)]
-        if found:
-            break
-        await asyncio.sleep(0.1)
+    found = await listed(client, query)
     assert len(found) == 1
     respond_by = found[0].typed_search_attributes.get(RESPOND_BY_KEY)
     assert respond_by is not None
@@ -256,11 +262,7 @@ async def test_a_submitted_referral_is_visible_to_operators_before_any_worker_ru
     queue = f"nobody-polls-{uuid.uuid4()}"  # the workflow never runs a task
     await submit(client, rfi, ["acme-consulting"], task_queue=queue)
     query = f"RfiId = '{rfi.id}' AND PartnerId = 'acme-consulting' AND ReferralStatus = 'New'"
-    for _ in range(100):
-        found = [w async for w in client.list_workflows(query)]
-        if found:
-            break
-        await asyncio.sleep(0.1)
+    found = await listed(client, query)
     assert len(found) == 1
     attributes = found[0].typed_search_attributes
     assert attributes.get(REGION_KEY) == rfi.region

@@ -4,20 +4,12 @@ from datetime import UTC, datetime, timedelta
 
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from tests.conftest import make_rfi
+from tests.conftest import ACME_BERLIN, make_rfi
 from workflows import PARTNER_KEY, REGION_KEY, RESPOND_BY_KEY, RFI_KEY, STATUS_KEY
 from workflows.lifecycle import Referral
-from workflows.models import PartnerContact
 from workflows.visibility import changed_attributes, start_attributes
 
-CONTACT = PartnerContact(
-    partner_id="acme-consulting",
-    partner_name="Acme Consulting",
-    contact_name="Jonas Weber",
-    contact_email="berlin@acme-consulting.example",
-    region="emea",
-    location="Berlin",
-)
+CONTACT = ACME_BERLIN
 RECEIVED = datetime(2026, 11, 25, 9, tzinfo=UTC)
 
 
