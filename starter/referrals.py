@@ -22,11 +22,11 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows import PARTNER_KEY, RFI_KEY, TASK_QUEUE, WORKFLOW_TYPE
+from workflows import TASK_QUEUE
 from workflows.lifecycle import Referral
 from workflows.models import ReferralInput, Rfi, StatusView, referral_workflow_id
 from workflows.referral import ReferralWorkflow
-from workflows.visibility import start_attributes
+from workflows.visibility import partners_of_rfi, start_attributes
 
 Handle = WorkflowHandle[ReferralWorkflow, StatusView]
 MAX_ACTION_BYTES = 64 * 1024
@@ -130,7 +130,7 @@ async def status(client: Client, rfi_id: str, partner_id: str) -> StatusView:
 
 async def statuses(client: Client, rfi_id: str) -> tuple[list[StatusView], list[str]]:
     """Every partner's view of one RFI, ordered by partner, and the referrals that failed."""
-    partners = await _partners_of(client, rfi_id)
+    partners = sorted(await partners_of_rfi(client, rfi_id))
     if not partners:
         raise ReferralError(f"no referrals for RFI {rfi_id}")
     outcomes = await asyncio.gather(
@@ -141,16 +141,6 @@ async def statuses(client: Client, rfi_id: str) -> tuple[list[StatusView], list[
             raise outcome
     views = [o for o in outcomes if isinstance(o, StatusView)]
     return views, [str(o) for o in outcomes if isinstance(o, ReferralError)]
-
-
-async def _partners_of(client: Client, rfi_id: str) -> list[str]:
-    """The partners Temporal visibility knows this RFI went to (the id is validated)."""
-    query = f"WorkflowType = '{WORKFLOW_TYPE}' AND {RFI_KEY.name} = '{rfi_id}'"
-    partners = {
-        execution.typed_search_attributes.get(PARTNER_KEY)
-        async for execution in client.list_workflows(query)
-    }
-    return sorted(p for p in partners if p)
 
 
 def _handle(client: Client, rfi_id: str, partner_id: str) -> Handle:

@@ -7,7 +7,7 @@ costs one visibility write and a start none.
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio.common import (
     SearchAttributeKey,
@@ -16,8 +16,18 @@ from temporalio.common import (
     TypedSearchAttributes,
 )
 
-from workflows import PARTNER_KEY, REGION_KEY, RESPOND_BY_KEY, RFI_KEY, STATUS_KEY
+from workflows import (
+    PARTNER_KEY,
+    REGION_KEY,
+    RESPOND_BY_KEY,
+    RFI_KEY,
+    STATUS_KEY,
+    WORKFLOW_TYPE,
+)
 from workflows.lifecycle import Referral
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 
 def referral_attributes(referral: Referral) -> dict[SearchAttributeKey[Any], str | datetime | None]:
@@ -52,3 +62,15 @@ def changed_attributes(
         for key, value in referral_attributes(referral).items()
         if current.get(key) != value
     ]
+
+
+async def partners_of_rfi(client: "Client", rfi_id: str) -> set[str]:
+    """The partners an RFI went to, as visibility lists them: running referrals (from the
+    moment they are started, since the start request carries the attributes) and closed
+    ones until the namespace's retention forgets them. `rfi_id` must be a validated id."""
+    query = f"WorkflowType = '{WORKFLOW_TYPE}' AND {RFI_KEY.name} = '{rfi_id}'"
+    partners = {
+        execution.typed_search_attributes.get(PARTNER_KEY)
+        async for execution in client.list_workflows(query)
+    }
+    return {p for p in partners if p}
