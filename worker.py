@@ -102,7 +102,11 @@ async def main() -> None:
     try:
         upgrade(create_archive_engine(settings.database_url))
     except Exception as error:  # the archive activity migrates again once the database is up
-        logging.warning("Archive database not migrated at start (%s): will retry", error)
+        logging.error(
+            "Archive database unavailable at start (%s): referrals run on, and their archive "
+            "writes retry until it is back",
+            str(error).strip().splitlines()[0],
+        )
     try:
         client = await connect(settings, runtime=build_runtime(settings))
     except CodecKeyError as error:

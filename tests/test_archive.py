@@ -1,6 +1,7 @@
 """The archive written by real workflows (time-skipping server), on SQLite and PostgreSQL."""
 
 import asyncio
+import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -20,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 import archive.store
-from activities.archive import ArchiveActivities
+from activities.archive import ALARM_AFTER_ATTEMPTS, ArchiveActivities
 from archive.database import create_archive_engine, upgrade
 from archive.schema import ReferralRow, TransitionRow
 from archive.store import ArchiveStore
@@ -79,15 +81,22 @@ def rows(engine: Engine, workflow_id: str) -> tuple[ReferralRow | None, list[Tra
     return referral, transitions
 
 
-async def archive_attempts(env: WorkflowEnvironment, workflow_id: str) -> int:
-    """The attempt number of a pending activity (the raw API: the time-skipping server's
-    describe answer trips the SDK's search attribute decoding)."""
+async def pending_activities(
+    env: WorkflowEnvironment, workflow_id: str
+) -> list[PendingActivityInfo]:
+    """What the UI shows of a referral's pending activities (the raw API: the time-skipping
+    server's describe answer trips the SDK's search attribute decoding)."""
     description = await env.client.workflow_service.describe_workflow_execution(
         DescribeWorkflowExecutionRequest(
             namespace=env.client.namespace, execution=WorkflowExecution(workflow_id=workflow_id)
         )
     )
-    return max((p.attempt for p in description.pending_activities), default=0)
+    return list(description.pending_activities)
+
+
+async def archive_attempts(env: WorkflowEnvironment, workflow_id: str) -> int:
+    """The attempt number of a pending activity."""
+    return max((p.attempt for p in await pending_activities(env, workflow_id)), default=0)
 
 
 def counts(engine: Engine) -> tuple[int, int]:
@@ -228,6 +237,7 @@ async def test_a_database_outage_loses_nothing(
     settings: Settings,
     executor: ThreadPoolExecutor,
     tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     env = time_skipping_env
     folder = tmp_path / "down"
@@ -238,11 +248,24 @@ async def test_a_database_outage_loses_nothing(
         await handle.signal("interested")
         await handle.signal("decline")
         for _ in range(200):
-            if await archive_attempts(env, handle.id) >= 3:
+            if await archive_attempts(env, handle.id) > ALARM_AFTER_ATTEMPTS:
                 break
             await asyncio.sleep(0.1)
         else:
             pytest.fail("the archive activity was not retried while the database was down")
+        # The operator sees why in the UI, and the worker's log raises the alarm.
+        [write] = [
+            p
+            for p in await pending_activities(env, handle.id)
+            if p.activity_type.name == "record_referral"
+        ]
+        unavailable = f"archive database sqlite:///{folder}/referrals.db unavailable: "
+        assert write.last_failure.message.startswith(unavailable)
+        alarms = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert any(
+            alarm.startswith(unavailable) and "cannot close until the archive is back" in alarm
+            for alarm in alarms
+        )
         view = await handle.query(ReferralWorkflow.status)
         assert view.status is Status.DECLINED  # the lifecycle went on without the archive
         # Lead and details went out; the customer's email waits for suggestions from the archive.
