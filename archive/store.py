@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Executable, Select, Table, select
+from sqlalchemy import Engine, Executable, Select, Table, and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
@@ -62,17 +62,31 @@ class ArchiveStore:
             )
 
     def referrals(
-        self, where: ReferralFilter = ReferralFilter(), *, limit: int = 100, offset: int = 0
+        self,
+        where: ReferralFilter = ReferralFilter(),
+        *,
+        limit: int = 100,
+        after: str | None = None,
     ) -> list[ReferralRow]:
-        """Newest received first; page with limit and offset."""
-        query = (
-            _filtered(select(ReferralRow), where)
-            .order_by(ReferralRow.received_at.desc(), ReferralRow.workflow_id)
-            .limit(limit)
-            .offset(offset)
-        )
+        """Newest received first (ties by workflow id); the page after the referral `after`
+        (the last one of the previous page), so that pages neither skip nor repeat a row when
+        referrals are archived between two reads. LookupError if `after` is not archived."""
+        query = _filtered(select(ReferralRow), where)
         with Session(self.engine) as session:
-            return list(session.scalars(query))
+            if after is not None:
+                received = session.scalar(
+                    select(ReferralRow.received_at).where(ReferralRow.workflow_id == after)
+                )
+                if received is None:
+                    raise LookupError(f"no archived referral {after} to page after")
+                query = query.where(
+                    or_(
+                        ReferralRow.received_at < received,
+                        and_(ReferralRow.received_at == received, ReferralRow.workflow_id > after),
+                    )
+                )
+            order = (ReferralRow.received_at.desc(), ReferralRow.workflow_id)
+            return list(session.scalars(query.order_by(*order).limit(limit)))
 
     def history(self, workflow_id: str) -> ReferralRow | None:
         with Session(self.engine) as session:

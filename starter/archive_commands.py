@@ -32,7 +32,10 @@ def list_referrals(
     since: Annotated[str | None, typer.Option(help="Received at or after (ISO 8601).")] = None,
     until: Annotated[str | None, typer.Option(help="Received before (ISO 8601).")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000, help="Page size.")] = 50,
-    offset: Annotated[int, typer.Option(min=0, help="Skip this many (paging).")] = 0,
+    after: Annotated[
+        str | None,
+        typer.Option(help="The page after this workflow id (the last one of the page before)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """List archived referrals, newest received first, long after Temporal forgot them."""
@@ -45,7 +48,10 @@ def list_referrals(
         until=parse_when(until, "--until"),
     )
     store = open_archive()
-    rows = store.referrals(where, limit=limit, offset=offset)
+    try:
+        rows = store.referrals(where, limit=limit, after=after)
+    except LookupError as error:
+        fail(str(error))
     if as_json:
         print_json([summary(r) for r in rows])
         return
@@ -63,8 +69,8 @@ def list_referrals(
             deal.strip(),
         )
     Console().print(table)
-    more = f"; next page: --offset {offset + limit}" if len(rows) == limit else ""
-    typer.echo(f"{len(rows)} referral(s) from #{offset + 1}{more}")
+    more = f"; next page: --after {rows[-1].workflow_id}" if len(rows) == limit else ""
+    typer.echo(f"{len(rows)} referral(s){more}")
 
 
 def history(

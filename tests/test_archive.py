@@ -400,3 +400,27 @@ def test_a_write_reports_the_transitions_it_added_and_a_repeat_adds_none(
     assert row.status == Status.WON
     assert row.final_deal_value == Decimal("5100")
     assert [t.seq for t in transitions] == [1, 2, 3]
+
+
+def test_pages_neither_skip_nor_repeat_while_referrals_arrive(database_url: str) -> None:
+    engine = create_archive_engine(database_url)
+    upgrade(engine)
+    store = ArchiveStore(engine)
+
+    def archived(hours: int) -> str:
+        received = NOW + timedelta(hours=hours)
+        referral = Referral(make_rfi(received_at=received.isoformat()), "acme-consulting")
+        referral.start(CONTACT, received)
+        store.record(referral.view())
+        return referral.referral_id
+
+    latest, *same_hour, oldest = archived(2), archived(1), archived(1), archived(0)
+    expected = [latest, *sorted(same_hour), oldest]  # newest first, ties by workflow id
+    first = store.referrals(limit=2)
+    archived(3)  # a newer referral arrives between two reads: it belongs on page one
+    second = store.referrals(limit=2, after=first[-1].workflow_id)
+    last = store.referrals(limit=2, after=second[-1].workflow_id)
+    assert [r.workflow_id for r in first + second] == expected
+    assert last == []
+    with pytest.raises(LookupError, match="no archived referral referral-x-y to page after"):
+        store.referrals(after="referral-x-y")

@@ -199,13 +199,20 @@ def test_list_filters_pages_and_keeps_the_contract_keys(archive: Archive) -> Non
     assert referrals(archive, "list", "--until", until, "--json") == []
 
     first = referrals(archive, "list", "--limit", "4", "--json")
-    second = referrals(archive, "list", "--limit", "4", "--offset", "4", "--json")
-    assert len(first) == 4
-    assert len(second) == 2
-    assert {r["workflow_id"] for r in first} | {r["workflow_id"] for r in second} == {
-        r["workflow_id"] for r in everything
-    }
-    assert "next page: --offset 4" in referrals(archive, "list", "--limit", "4")
+    last = first[-1]["workflow_id"]
+    second = referrals(archive, "list", "--limit", "4", "--after", last, "--json")
+    assert [r["workflow_id"] for r in first + second] == [r["workflow_id"] for r in everything]
+    assert f"next page: --after {last}" in referrals(archive, "list", "--limit", "4")
+    unknown = subprocess.run(
+        [str(BIN / "referrals"), "list", "--after", "referral-nope-nope"],
+        env={**os.environ, "REFERRALS_DATABASE_URL": archive.url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert unknown.returncode != 0
+    assert "no archived referral referral-nope-nope to page after" in unknown.stderr
 
 
 def test_history_is_the_timeline_with_causes_and_times(archive: Archive) -> None:
