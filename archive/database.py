@@ -11,6 +11,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from archive.functions import DecimalSum
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -53,6 +55,7 @@ def _sqlite_connect(connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+    connection.create_aggregate("decimal_sum", 1, DecimalSum)  # exact money sums
     # Let SQLAlchemy issue BEGIN itself (pysqlite's own defers it past the first read).
     connection.isolation_level = None
 

@@ -14,34 +14,20 @@ Definitions (the README repeats them):
 """
 
 import math
-import statistics
-from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Engine, Executable, case, func, or_, select
 
+from archive.functions import elapsed_ms, exact_sum
 from archive.schema import ReferralRow
 from workflows.models import Status
 
 ANSWER_WITHIN = timedelta(hours=24)
 ACCEPTED = frozenset({Status.NEGOTIATING, Status.WON, Status.LOST})
-
-
-@dataclass(frozen=True)
-class ArchivedOutcome:
-    """The columns partner statistics are computed from."""
-
-    partner_id: str
-    received_at: datetime
-    first_response_at: datetime | None
-    status: str
-    currency: str | None = None
-    estimated_deal_value: Decimal | None = None
-    final_deal_value: Decimal | None = None
 
 
 @dataclass
@@ -61,69 +47,138 @@ class PartnerStats:
     won_value: dict[str, Decimal] = field(default_factory=dict)
 
 
-def nearest_rank(values: Sequence[float], percentile: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(percentile / 100 * len(ordered))) - 1]
-
-
-def summarise(partner_id: str, outcomes: Sequence[ArchivedOutcome]) -> PartnerStats:
-    count = len(outcomes)
-    waits = [
-        (o.first_response_at - o.received_at).total_seconds()
-        for o in outcomes
-        if o.first_response_at is not None
-    ]
-    statuses = [o.status for o in outcomes]
-    accepted = sum(s in ACCEPTED for s in statuses)
-    pipeline: dict[str, Decimal] = defaultdict(Decimal)
-    won: dict[str, Decimal] = defaultdict(Decimal)
-    for o in outcomes:
-        if o.status == Status.NEGOTIATING and o.estimated_deal_value and o.currency:
-            pipeline[o.currency] += o.estimated_deal_value
-        if o.status == Status.WON and o.final_deal_value and o.currency:
-            won[o.currency] += o.final_deal_value
-    return PartnerStats(
-        partner_id=partner_id,
-        referrals=count,
-        median_first_response_s=statistics.median(waits) if waits else None,
-        p90_first_response_s=nearest_rank(waits, 90) if waits else None,
-        answered_within_24h=sum(w <= ANSWER_WITHIN.total_seconds() for w in waits) / count,
-        accept_rate=accepted / count,
-        skip_rate=statuses.count(Status.SKIPPED) / count,
-        miss_rate=statuses.count(Status.MISSED) / count,
-        decline_rate=statuses.count(Status.DECLINED) / count,
-        expire_rate=statuses.count(Status.EXPIRED) / count,
-        win_rate=statuses.count(Status.WON) / accepted if accepted else None,
-        pipeline_value=dict(pipeline),
-        won_value=dict(won),
-    )
-
-
 def partner_stats(
     engine: Engine,
     *,
     partner_ids: Collection[str] | None = None,
     since: datetime | None = None,
 ) -> list[PartnerStats]:
-    """Statistics per partner over the referrals received since `since`, by partner id."""
-    query = select(
-        ReferralRow.partner_id,
-        ReferralRow.received_at,
-        ReferralRow.first_response_at,
-        ReferralRow.status,
-        ReferralRow.currency,
-        ReferralRow.estimated_deal_value,
-        ReferralRow.final_deal_value,
-    )
+    """Statistics per partner over the referrals received since `since`, by partner id.
+
+    The database aggregates, in three grouped queries (counts, the response times at the
+    ranks the median and p90 need, money per currency), so the work sent back is a few
+    rows per partner however many referrals the archive holds."""
+    window: list[ColumnElement[bool]] = []
     if partner_ids is not None:
-        query = query.where(ReferralRow.partner_id.in_(list(partner_ids)))
+        window.append(ReferralRow.partner_id.in_(list(partner_ids)))
     if since is not None:
-        query = query.where(ReferralRow.received_at >= since)
-    grouped: dict[str, list[ArchivedOutcome]] = defaultdict(list)
-    with Session(engine) as session:
-        for row in session.execute(query.execution_options(yield_per=1000)):
-            grouped[row.partner_id].append(ArchivedOutcome(*row))
-    return [summarise(partner, grouped[partner]) for partner in sorted(grouped)]
+        window.append(ReferralRow.received_at >= since)
+    with engine.connect() as connection:
+        counts = connection.execute(_counts(window)).all()
+        ranked = connection.execute(_ranked_waits(window)).all()
+        money = connection.execute(_money(window)).all()
+    stats = {row.partner_id: _rates(row) for row in counts}
+    waits: dict[str, dict[int, float]] = {}
+    answered: dict[str, int] = {}
+    for wait in ranked:
+        waits.setdefault(wait.partner_id, {})[wait.rank] = wait.wait_ms / 1000
+        answered[wait.partner_id] = wait.answered
+    for partner_id, at in waits.items():
+        lower, upper = _median_ranks(answered[partner_id])
+        stats[partner_id].median_first_response_s = (at[lower] + at[upper]) / 2
+        stats[partner_id].p90_first_response_s = at[_p90_rank(answered[partner_id])]
+    for amount in money:
+        if amount.total:
+            of = stats[amount.partner_id]
+            values = of.won_value if amount.status == Status.WON else of.pipeline_value
+            values[amount.currency] = amount.total
+    return [stats[partner_id] for partner_id in sorted(stats)]
+
+
+def _median_ranks(n: Any) -> tuple[Any, Any]:
+    """The 1-based ranks whose mean is the median of n values (one rank twice if n is odd);
+    n an int or a SQL integer expression."""
+    return (n + 1) // 2, (n + 2) // 2
+
+
+def _p90_rank(n: Any) -> Any:
+    """The nearest rank of the 90th percentile, ceil(0.9 n), for n >= 1; an int or SQL."""
+    return (90 * n + 99) // 100
+
+
+def _wait() -> ColumnElement[int]:
+    return elapsed_ms(ReferralRow.received_at, ReferralRow.first_response_at)
+
+
+def _counting(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.count(case((condition, 1)))
+
+
+def _counts(
+    window: list[ColumnElement[bool]],
+) -> Executable:
+    status = ReferralRow.status
+    return (
+        select(
+            ReferralRow.partner_id,
+            func.count().label("referrals"),
+            _counting(_wait() <= ANSWER_WITHIN // timedelta(milliseconds=1)).label("within_24h"),
+            _counting(status.in_(ACCEPTED)).label("accepted"),
+            _counting(status == Status.SKIPPED).label("skipped"),
+            _counting(status == Status.MISSED).label("missed"),
+            _counting(status == Status.DECLINED).label("declined"),
+            _counting(status == Status.EXPIRED).label("expired"),
+            _counting(status == Status.WON).label("won"),
+        )
+        .where(*window)
+        .group_by(ReferralRow.partner_id)
+    )
+
+
+def _rates(row: Any) -> PartnerStats:
+    count = row.referrals
+    return PartnerStats(
+        partner_id=row.partner_id,
+        referrals=count,
+        answered_within_24h=row.within_24h / count,
+        accept_rate=row.accepted / count,
+        skip_rate=row.skipped / count,
+        miss_rate=row.missed / count,
+        decline_rate=row.declined / count,
+        expire_rate=row.expired / count,
+        win_rate=row.won / row.accepted if row.accepted else None,
+    )
+
+
+def _ranked_waits(window: list[ColumnElement[bool]]) -> Executable:
+    """Each partner's response times at the median's rank(s) and at the p90's rank."""
+    partner = ReferralRow.partner_id
+    ranked = (
+        select(
+            partner,
+            _wait().label("wait_ms"),
+            func.row_number().over(partition_by=partner, order_by=_wait()).label("rank"),
+            func.count().over(partition_by=partner).label("answered"),
+        )
+        .where(*window, ReferralRow.first_response_at.is_not(None))
+        .subquery()
+    )
+    n, rank = ranked.c.answered, ranked.c.rank
+    lower, upper = _median_ranks(n)
+    return select(ranked.c.partner_id, ranked.c.wait_ms, rank, n).where(
+        or_(rank == lower, rank == upper, rank == _p90_rank(n))
+    )
+
+
+def _money(window: list[ColumnElement[bool]]) -> Executable:
+    """Estimated values of referrals now Negotiating, final values of those Won, summed
+    exactly per partner, status and currency."""
+    status = ReferralRow.status
+    value = case(
+        (status == Status.WON, ReferralRow.final_deal_value),
+        else_=ReferralRow.estimated_deal_value,
+    )
+    return (
+        select(
+            ReferralRow.partner_id, status, ReferralRow.currency, exact_sum(value).label("total")
+        )
+        .where(
+            *window,
+            status.in_([Status.NEGOTIATING, Status.WON]),
+            ReferralRow.currency.is_not(None),
+        )
+        .group_by(ReferralRow.partner_id, status, ReferralRow.currency)
+    )
 
 
 def rank_by_responsiveness(

@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.directory import DirectoryFile
 from archive.database import create_archive_engine, upgrade
-from archive.stats import ArchivedOutcome, PartnerStats, rank_by_responsiveness, summarise
+from archive.stats import PartnerStats, rank_by_responsiveness
 from archive.store import ArchiveStore
 from starter.settings import Settings
 from tests.conftest import SAMPLES, make_rfi, running_worker
@@ -58,28 +58,6 @@ def test_ranking_puts_partners_without_history_last_and_keeps_three() -> None:
 def test_ranking_ties_are_stable_by_id() -> None:
     same = [stats(p, 1, 1.0, HOUR) for p in ("c", "a", "b")]
     assert rank_by_responsiveness(["c", "b", "a"], same) == ["a", "b", "c"]
-
-
-def outcome(wait_h: float | None, status: Status = Status.EVALUATING) -> ArchivedOutcome:
-    answered = None if wait_h is None else T0 + timedelta(hours=wait_h)
-    return ArchivedOutcome("p", T0, answered, status)
-
-
-def test_summary_of_one_answer_and_of_none() -> None:
-    one = summarise("p", [outcome(30)])
-    assert (one.median_first_response_s, one.p90_first_response_s) == (30 * HOUR, 30 * HOUR)
-    assert one.answered_within_24h == 0.0
-    silent = summarise("p", [outcome(None, Status.MISSED), outcome(None, Status.NEW)])
-    assert silent.median_first_response_s is None
-    assert silent.p90_first_response_s is None
-    assert (silent.miss_rate, silent.accept_rate, silent.win_rate) == (0.5, 0.0, None)
-
-
-def test_p90_is_the_nearest_rank() -> None:
-    waits = summarise("p", [outcome(h) for h in range(1, 11)])  # 1 h .. 10 h
-    assert waits.p90_first_response_s == 9 * HOUR  # rank ceil(0.9 * 10) = 9
-    assert waits.median_first_response_s == 5.5 * HOUR
-    assert waits.answered_within_24h == 1.0
 
 
 def test_who_serves_a_region_and_location() -> None:

@@ -1,0 +1,167 @@
+"""Partner statistics, aggregated by the database: the definitions checked on SQLite and
+PostgreSQL against values computed here by hand, and on SQLite against a reference."""
+
+import math
+import statistics
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from archive.database import create_archive_engine, upgrade
+from archive.stats import partner_stats
+from archive.store import ArchiveStore
+from tests.conftest import make_rfi
+from workflows.lifecycle import Referral
+from workflows.models import PartnerContact
+
+T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
+HOUR = 3600.0
+CLOSE = {"currency": "EUR", "estimated_close_date": "2026-03-01"}
+
+
+def contact(partner: str) -> PartnerContact:
+    return PartnerContact(
+        partner_id=partner,
+        partner_name=partner,
+        contact_name="C",
+        contact_email="c@example.com",
+        region="emea",
+    )
+
+
+def archived(
+    store: ArchiveStore,
+    partner: str,
+    wait: timedelta | None = None,
+    *actions: tuple[str, dict[str, str] | None],
+    received: datetime = T0,
+) -> None:
+    """One referral of `partner` received at `received`: first answered (`interested`)
+    after `wait`, then the actions; unanswered and still New without a wait."""
+    referral = Referral(make_rfi(received_at=received.isoformat()), partner)
+    referral.start(contact(partner), received)
+    if wait is not None:
+        at = received + wait
+        referral.act("interested", None, at)
+        for action, payload in actions:
+            referral.act(action, payload, at)
+    store.record(referral.view())
+
+
+def missed(store: ArchiveStore, partner: str) -> None:
+    referral = Referral(make_rfi(received_at=T0.isoformat()), partner)
+    referral.start(contact(partner), T0)
+    referral.fire_due(T0 + timedelta(days=4))
+    store.record(referral.view())
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[ArchiveStore]:
+    engine = create_archive_engine(database_url)
+    upgrade(engine)
+    yield ArchiveStore(engine)
+    engine.dispose()
+
+
+def test_one_answer_and_none(store: ArchiveStore) -> None:
+    archived(store, "one", timedelta(hours=30))
+    archived(store, "silent")
+    missed(store, "silent")
+    one, silent = partner_stats(store.engine)
+    assert (one.partner_id, silent.partner_id) == ("one", "silent")
+    assert (one.median_first_response_s, one.p90_first_response_s) == (30 * HOUR, 30 * HOUR)
+    assert one.answered_within_24h == 0.0
+    assert silent.referrals == 2
+    assert (silent.median_first_response_s, silent.p90_first_response_s) == (None, None)
+    assert (silent.miss_rate, silent.accept_rate, silent.win_rate) == (0.5, 0.0, None)
+
+
+def test_p90_is_the_nearest_rank_and_an_even_median_the_mean_of_the_middle_two(
+    store: ArchiveStore,
+) -> None:
+    for hours in range(1, 11):
+        archived(store, "p", timedelta(hours=hours))
+    archived(store, "p", timedelta(hours=24))  # exactly 24 hours counts as within
+    archived(store, "p", timedelta(hours=24, milliseconds=1))
+    [stats] = partner_stats(store.engine)
+    assert stats.referrals == 12
+    assert stats.median_first_response_s == 6.5 * HOUR  # ranks 6 and 7 of 12
+    assert stats.p90_first_response_s == 24 * HOUR  # rank ceil(0.9 * 12) = 11
+    assert stats.answered_within_24h == 11 / 12
+
+
+def test_money_is_summed_exactly_per_currency_and_outcomes_counted(store: ArchiveStore) -> None:
+    day = timedelta(hours=2)
+    for value in ("0.10", "0.20"):  # 0.30 exactly, not 0.30000000000000004
+        archived(store, "p", day, ("accept", {**CLOSE, "estimated_deal_value": value}))
+    archived(
+        store,
+        "p",
+        day,
+        ("accept", {**CLOSE, "currency": "USD", "estimated_deal_value": "99"}),
+        ("won", {"final_deal_value": "1200.50"}),
+    )
+    archived(store, "p", day, ("accept", {**CLOSE, "estimated_deal_value": "7"}), ("lost", None))
+    archived(store, "p", day, ("decline", {"reason": "busy"}))
+    archived(store, "p", None)
+    [stats] = partner_stats(store.engine)
+    assert stats.pipeline_value == {"EUR": Decimal("0.30")}
+    assert str(stats.pipeline_value["EUR"]) == "0.30"
+    assert stats.won_value == {"USD": Decimal("1200.50")}
+    assert stats.referrals == 6
+    assert (stats.accept_rate, stats.decline_rate) == (4 / 6, 1 / 6)
+    assert stats.win_rate == 1 / 4
+
+
+def test_the_window_is_by_partner_and_received_time(store: ArchiveStore) -> None:
+    archived(store, "a", timedelta(hours=1))
+    archived(store, "b", timedelta(hours=1))
+    archived(store, "a", timedelta(hours=5), received=T0 + timedelta(days=1))
+    assert [s.partner_id for s in partner_stats(store.engine, partner_ids=["b"])] == ["b"]
+    [recent] = partner_stats(store.engine, since=T0 + timedelta(hours=1))
+    assert (recent.partner_id, recent.referrals) == ("a", 1)
+    assert recent.median_first_response_s == 5 * HOUR
+    assert partner_stats(store.engine, partner_ids=[]) == []
+
+
+# --- Against a reference, on SQLite -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArchiveStore]:
+    folder: Path = tmp_path_factory.mktemp("stats")
+    engine = create_archive_engine(f"sqlite:///{folder}/referrals.db")
+    upgrade(engine)
+    yield ArchiveStore(engine)
+    engine.dispose()
+
+
+WAITS_MS = st.one_of(
+    st.integers(min_value=0, max_value=10 * 24 * 3600 * 1000),
+    st.sampled_from([24 * 3600 * 1000 - 1, 24 * 3600 * 1000, 24 * 3600 * 1000 + 1]),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(waits=st.lists(WAITS_MS, min_size=1, max_size=12), unanswered=st.integers(0, 3))
+def test_figures_match_their_definitions(
+    sqlite_store: ArchiveStore, waits: list[int], unanswered: int
+) -> None:
+    partner = f"p-{uuid.uuid4().hex[:12]}"
+    for wait in waits:
+        archived(sqlite_store, partner, timedelta(milliseconds=wait))
+    for _ in range(unanswered):
+        archived(sqlite_store, partner)
+    [stats] = partner_stats(sqlite_store.engine, partner_ids=[partner])
+    seconds = sorted(w / 1000 for w in waits)
+    assert stats.referrals == len(waits) + unanswered
+    assert stats.median_first_response_s == pytest.approx(statistics.median(seconds))
+    assert stats.p90_first_response_s == seconds[math.ceil(0.9 * len(seconds)) - 1]
+    within = sum(w <= 24 * 3600 * 1000 for w in waits)
+    assert stats.answered_within_24h == within / stats.referrals
