@@ -85,6 +85,9 @@ def read_rfi(path: Path) -> Rfi:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         fail(f"RFI file {path} is not valid JSON: {error}")
+    if isinstance(data, dict) and "received_at" not in data:
+        # An RFI handed over now: the marketplace received it at the moment of submission.
+        data["received_at"] = datetime.now(UTC).isoformat()
     try:
         return Rfi.model_validate(data)
     except ValidationError as error:

@@ -30,6 +30,8 @@ from workflows.models import PartnerContact, Rfi
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
+# A fixed received_at for tests whose clock is their own; the dev server's tests use now.
+RECEIVED_AT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
 
 def binary(name: str) -> str:
@@ -84,6 +86,7 @@ async def start_dev_server() -> WorkflowEnvironment:
 def rfi_data(**changes: Any) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((SAMPLES / "rfi.json").read_text())
     data["id"] = f"rfi-{uuid.uuid4().hex[:12]}"
+    data["received_at"] = RECEIVED_AT.isoformat()  # the sample leaves it to `submit`
     data.update(changes)
     return data
 

@@ -81,8 +81,11 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
-def write_rfi(tmp_path: Path, **changes: Any) -> tuple[str, Path]:
+def write_rfi(tmp_path: Path, stamped: bool = True, **changes: Any) -> tuple[str, Path]:
+    """An RFI file received now; unstamped, without received_at, as samples/rfi.json."""
     data = rfi_data(received_at=datetime.now(UTC).isoformat(), **changes)
+    if not stamped:
+        del data["received_at"]
     path = tmp_path / "rfi.json"
     path.write_text(json.dumps(data))
     return str(data["id"]), path
@@ -103,7 +106,8 @@ def test_submit_act_status_list_and_emails(
     tmp_path: Path,
     outbox: Path,
 ) -> None:
-    rfi_id, path = write_rfi(tmp_path)
+    rfi_id, path = write_rfi(tmp_path, stamped=False)
+    submitted = datetime.now(UTC)
     out = ok(
         referrals(environment, "submit", str(path), "--partners", "acme-consulting,globex,initech")
     )
@@ -129,6 +133,9 @@ def test_submit_act_status_list_and_emails(
         ok(referrals(environment, "act", rfi_id, "acme-consulting", "interested"))
     )
     assert interested["status"] == "Evaluating"
+    # The file said nothing of when: submit stamped the moment it sent the RFI.
+    received = datetime.fromisoformat(interested["received_at"])
+    assert submitted <= received <= submitted + timedelta(seconds=30)
     assert interested["customer"]["email"] == "maria.lopez@lopez-logistics.example"
     close = (datetime.now(UTC) + timedelta(days=40)).date().isoformat()
     accepted = json.loads(

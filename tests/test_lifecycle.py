@@ -19,7 +19,7 @@ from hypothesis.stateful import (
 from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
 
-from tests.conftest import make_rfi
+from tests.conftest import RECEIVED_AT, make_rfi
 from workflows.lifecycle import (
     DEADLINES,
     TRANSITIONS,
@@ -50,7 +50,7 @@ PARTNER = PartnerContact(
 )
 PARTNER_EMAIL = "berlin@acme-consulting.example"
 CUSTOMER_EMAIL = "maria.lopez@lopez-logistics.example"
-T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)  # received_at of samples/rfi.json
+T0 = RECEIVED_AT  # make_rfi's received_at
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 RESPOND_DUE = T0 + 72 * HOUR

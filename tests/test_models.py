@@ -18,8 +18,11 @@ from workflows.payloads import decode_action_argument
 # --- Rfi -----------------------------------------------------------------------------------
 
 
-def test_sample_rfi_is_valid() -> None:
-    rfi = Rfi.model_validate_json((SAMPLES / "rfi.json").read_text())
+def test_sample_rfi_is_valid_once_received() -> None:
+    data = json.loads((SAMPLES / "rfi.json").read_text())
+    with pytest.raises(ValidationError, match="received_at"):
+        Rfi.model_validate(data)  # the workflow's input always says when
+    rfi = Rfi.model_validate({**data, "received_at": "2026-11-25T09:00:00Z"})
     assert rfi.id == "rfi-1001"
     assert rfi.received_at == datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
     assert rfi.region == "emea"

@@ -128,7 +128,8 @@ async def test_the_customer_is_offered_the_most_responsive_partners_not_yet_aske
     client = dev_env.client
     archive_history(store, "globex", [30, 40])  # slow to answer
     archive_history(store, "initech", [1, 2])  # answers within the hour
-    first, second = make_rfi(), make_rfi()
+    now = datetime.now(UTC).isoformat()
+    first, second = make_rfi(received_at=now), make_rfi(received_at=now)
     async with running_worker(client, settings, executor) as worker:
         alone = await start(client, first, "acme-consulting", worker.task_queue)
         await alone.signal("no_thanks")
@@ -156,7 +157,7 @@ async def test_with_no_candidate_left_the_email_says_so(
     settings: Settings,
     executor: ThreadPoolExecutor,
 ) -> None:
-    rfi = make_rfi(region="apac", location=None)
+    rfi = make_rfi(region="apac", location=None, received_at=datetime.now(UTC).isoformat())
     async with running_worker(dev_env.client, settings, executor) as worker:
         handle = await start(dev_env.client, rfi, "initech", worker.task_queue)
         await handle.signal("no_thanks")
