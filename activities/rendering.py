@@ -35,6 +35,7 @@ class EmailRenderer:
             autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
             undefined=StrictUndefined,
             keep_trailing_newline=True,
+            auto_reload=False,  # package data: no stat of the template file for every email
         )
 
     def render(self, email: EmailRequest) -> RenderedEmail:

@@ -301,6 +301,24 @@ def test_outbox_keeps_non_ascii_text_intact(tmp_path: Path) -> None:
         assert "Cloud-Migration für 50 000 €, Größe egal" in content
 
 
+def test_outbox_long_non_ascii_subject_and_sender_survive_folding(tmp_path: Path) -> None:
+    need = "Cloud-Migration für 50 000 €, Größe egal, Übergabe bis März, bitte mit Schulung"
+    rendered = render(EmailKind.LEAD, rfi=customer_rfi(need=need))
+    sender = "Empfehlungsbörse <referrals@marketplace.example>"
+
+    OutboxMailer(tmp_path, sender).send("ref-6.1-lead", "p@partner.example", rendered)
+
+    raw = (tmp_path / "ref-6.1-lead.eml").read_bytes()
+    assert max(len(line) for line in raw.splitlines()) <= 78  # folded, as SMTP wants
+    message = parse_eml(tmp_path / "ref-6.1-lead.eml")
+    assert message["Subject"] == rendered.subject
+    assert message["From"] == sender
+    assert message.defects == []
+    # Bodies stay readable in the file: quoted-printable, not base64.
+    assert b"Content-Transfer-Encoding: quoted-printable" in raw
+    assert b"base64" not in raw
+
+
 def test_outbox_lead_subject_cannot_inject_headers(tmp_path: Path) -> None:
     rendered = render(EmailKind.LEAD, rfi=customer_rfi(need="Cloud migration\r\nBcc: x@y"))
 
