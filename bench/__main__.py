@@ -30,11 +30,15 @@ def lifecycle(
     referrals: Annotated[int, typer.Option(min=10, help="Lifecycles per phase.")] = 200,
     in_flight: Annotated[int, typer.Option(min=1, help="Closed-loop concurrency.")] = 50,
     in_memory: Annotated[bool, typer.Option(help="An in-memory dev server.")] = False,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="Rounds of each load, the two systems back to back.")
+    ] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     plot: Annotated[Path | None, typer.Option(help="Also draw a PNG here (matplotlib).")] = None,
 ) -> None:
-    """interested -> accept -> won: throughput at saturation, latency at 50 % and 90 %."""
-    result = asyncio.run(run_lifecycle(referrals, in_flight, in_memory))
+    """interested -> accept -> won: throughput at saturation, latency at 50 % and 90 %
+    (each load in rounds that run both systems back to back; rates are medians)."""
+    result = asyncio.run(run_lifecycle(referrals, in_flight, in_memory, rounds))
     if plot is not None:
         from bench.plot import plot_loads
 
@@ -55,7 +59,8 @@ def lifecycle(
     console.print(table)
     console.print(
         f"referrals/s {result['referrals_per_s']}, baseline/s {result['baseline_per_s']}, "
-        f"ratio {result['ratio']}; at 50 %: action p50 {result['action_p50_ms']} ms, "
+        f"ratio {result['ratio']} (median of rounds {result['round_ratios']}); "
+        f"at 50 %: action p50 {result['action_p50_ms']} ms, "
         f"p99 {result['action_p99_ms']} ms ({result['p99_ratio']}x the baseline's "
         f"{result['baseline_action_p99_ms']} ms); worker peak RSS "
         f"{result['worker_peak_rss_mb']} MB ({result['server']})"

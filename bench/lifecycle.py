@@ -186,7 +186,7 @@ async def open_loop(
 
     async def one(index: int) -> None:
         await asyncio.sleep(index / rate)
-        await lifecycle(client, f"o{rate:.0f}-{index}", latencies)
+        await lifecycle(client, f"{label}-o{rate:.0f}-{index}", latencies)
         progress.advance(task)
 
     began = time.perf_counter()
@@ -194,7 +194,13 @@ async def open_loop(
     return Load(label, round(rate, 2), count / (time.perf_counter() - began), latencies)
 
 
-async def run_lifecycle(count: int, in_flight: int, in_memory: bool) -> dict[str, Any]:
+def merged(system: str, offered: float | None, runs: list[Load]) -> Load:
+    """One load from its rounds: the median rate, every round's latencies."""
+    rate = statistics.median(run.achieved_per_s for run in runs)
+    return Load(system, offered, rate, [s for run in runs for s in run.action_latencies_s])
+
+
+async def run_lifecycle(count: int, in_flight: int, in_memory: bool, rounds: int) -> dict[str, Any]:
     port = free_port()
     work = Path(tempfile.mkdtemp(prefix="referrals-bench-"))
     command = [*dev_server_command(work / "temporal.db", port, free_port()), "--headless"]
@@ -214,48 +220,72 @@ async def run_lifecycle(count: int, in_flight: int, in_memory: bool) -> dict[str
         Progress(console=Console(stderr=True)) as progress,
     ):
         client = await connect(address)
-        referral, baseline = referral_lifecycle(archive, run), baseline_lifecycle(run)
-        await closed_loop(client, baseline, 10, 5, "warm-up", progress)
-        await closed_loop(client, referral, 10, 5, "warm-up", progress)
-        loads, cpu = [], {}
-        for label, lifecycle, worker_pid in (
-            ("baseline", baseline, bare.pid),
-            ("referrals", referral, worker.pid),
-        ):
-            # CPU per lifecycle at saturation, by process: where the difference goes.
-            pids = {"server": server.pid, "worker": worker_pid, "bench": os.getpid()}
-            before = {name: cpu_s(pid) for name, pid in pids.items()}
-            loads.append(await closed_loop(client, lifecycle, count, in_flight, label, progress))
-            cpu[label] = {
-                name: round((cpu_s(pid) - before[name]) * 1000 / count, 1)
-                for name, pid in pids.items()
-            }
-        saturation = loads[0].achieved_per_s
-        for share in (0.5, 0.9):
-            for label, lifecycle in (("baseline", baseline), ("referrals", referral)):
-                loads.append(
-                    await open_loop(client, lifecycle, count, share * saturation, label, progress)
+        systems = {
+            "baseline": (baseline_lifecycle(run), bare.pid),
+            "referrals": (referral_lifecycle(archive, run), worker.pid),
+        }
+        await closed_loop(client, systems["baseline"][0], 10, 5, "warm-up", progress)
+        await closed_loop(client, systems["referrals"][0], 10, 5, "warm-up", progress)
+
+        def order(round_: int) -> list[str]:
+            # Alternate which system goes first, so that a drift of the machine (another
+            # process, the server's own housekeeping) does not always favour the same one.
+            return ["baseline", "referrals"] if round_ % 2 == 0 else ["referrals", "baseline"]
+
+        # Phase 1: the closed loop at saturation, with CPU per lifecycle by process.
+        saturated: dict[str, list[Load]] = {"baseline": [], "referrals": []}
+        cpu_s_used = {system: {"server": 0.0, "worker": 0.0, "bench": 0.0} for system in systems}
+        for round_ in range(rounds):
+            for system in order(round_):
+                lifecycle, worker_pid = systems[system]
+                pids = {"server": server.pid, "worker": worker_pid, "bench": os.getpid()}
+                before = {name: cpu_s(pid) for name, pid in pids.items()}
+                label = f"{system}-{round_ + 1}of{rounds}"  # in workflow ids too
+                saturated[system].append(
+                    await closed_loop(client, lifecycle, count, in_flight, label, progress)
                 )
+                for name, pid in pids.items():
+                    cpu_s_used[system][name] += cpu_s(pid) - before[name]
+        round_ratios = [
+            r.achieved_per_s / b.achieved_per_s
+            for r, b in zip(saturated["referrals"], saturated["baseline"], strict=True)
+        ]
+        loads = [merged(system, None, saturated[system]) for system in systems]
+        saturation = loads[0].achieved_per_s
+
+        # Phase 2: open-loop arrivals at shares of the baseline's saturation rate.
+        for share in (0.5, 0.9):
+            rate = share * saturation
+            offered: dict[str, list[Load]] = {"baseline": [], "referrals": []}
+            for round_ in range(rounds):
+                for system in order(round_):
+                    label = f"{system}-{round_ + 1}of{rounds}"  # in workflow ids too
+                    offered[system].append(
+                        await open_loop(client, systems[system][0], count, rate, label, progress)
+                    )
+            loads += [merged(system, round(rate, 2), offered[system]) for system in systems]
         worker_rss = peak_rss_mb(worker.pid)
-    half = {
-        load.system: load
-        for load in loads
-        if load.offered_per_s is not None and abs(load.offered_per_s - 0.5 * saturation) < 0.01
-    }
+    half = {load.system: load for load in loads[2:4]}
     return {
         "referrals": count,
         "in_flight": in_flight,
+        "rounds": rounds,
         "server": "in-memory" if in_memory else "sqlite (wal, synchronous=normal)",
         "referrals_per_s": round(loads[1].achieved_per_s, 2),
         "baseline_per_s": round(saturation, 2),
-        "ratio": round(loads[1].achieved_per_s / saturation, 3),
+        # The median of the rounds' ratios: each round runs both systems back to back.
+        "ratio": round(statistics.median(round_ratios), 3),
+        "round_ratios": [round(ratio, 3) for ratio in round_ratios],
         "action_p50_ms": round(half["referrals"].percentile(50), 1),
         "action_p99_ms": round(half["referrals"].percentile(99), 1),
         "baseline_action_p99_ms": round(half["baseline"].percentile(99), 1),
         "p99_ratio": round(half["referrals"].percentile(99) / half["baseline"].percentile(99), 2),
         "loads": [load.as_json() for load in loads],
         "worker_peak_rss_mb": round(worker_rss, 1),
-        "cpu_ms_per_lifecycle": cpu,
+        "cpu_ms_per_lifecycle": {
+            system: {name: round(used * 1000 / (count * rounds), 1) for name, used in cpu.items()}
+            for system, cpu in cpu_s_used.items()
+        },
         "median_action_ms_at_saturation": round(
             statistics.median(loads[1].action_latencies_s) * 1000, 1
         ),
