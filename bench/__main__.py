@@ -30,6 +30,10 @@ def lifecycle(
     referrals: Annotated[int, typer.Option(min=10, help="Lifecycles per phase.")] = 200,
     in_flight: Annotated[int, typer.Option(min=1, help="Closed-loop concurrency.")] = 50,
     in_memory: Annotated[bool, typer.Option(help="An in-memory dev server.")] = False,
+    baseline_visibility: Annotated[
+        bool,
+        typer.Option(help="The baseline also makes the referral's search-attribute upserts."),
+    ] = False,
     rounds: Annotated[
         int, typer.Option(min=1, help="Rounds of each load, the two systems back to back.")
     ] = 3,
@@ -38,7 +42,9 @@ def lifecycle(
 ) -> None:
     """interested -> accept -> won: throughput at saturation, latency at 50 % and 90 %
     (each load in rounds that run both systems back to back; rates are medians)."""
-    result = asyncio.run(run_lifecycle(referrals, in_flight, in_memory, rounds))
+    result = asyncio.run(
+        run_lifecycle(referrals, in_flight, in_memory, rounds, baseline_visibility)
+    )
     if plot is not None:
         from bench.plot import plot_loads
 
@@ -63,7 +69,7 @@ def lifecycle(
         f"at 50 %: action p50 {result['action_p50_ms']} ms, "
         f"p99 {result['action_p99_ms']} ms ({result['p99_ratio']}x the baseline's "
         f"{result['baseline_action_p99_ms']} ms); worker peak RSS "
-        f"{result['worker_peak_rss_mb']} MB ({result['server']})"
+        f"{result['worker_peak_rss_mb']} MB ({result['server']}; baseline {result['baseline']})"
     )
     for system, cpu in result["cpu_ms_per_lifecycle"].items():
         shares = ", ".join(f"{name} {ms}" for name, ms in cpu.items())

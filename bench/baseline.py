@@ -6,6 +6,11 @@ activity; the lead email and the first archive write side by side; `interested` 
 details email); `accept`; `won` (+1: the archive write, which by then also covers the
 transitions that arrived while the first one ran). `BaselineWorkflow` makes the same
 start, local activity, three updates and four no-op activities, and nothing else.
+
+With `visibility` it also makes the referral's other Temporal commands: its search
+attributes in the start request (the bench client's), one upsert with each update (the
+status, and `RespondBy` set at `interested` and unset at `accept`), and the decide timer
+from `interested` to `accept`. Against it, what is left is the referral's own work.
 `python -m bench.baseline [MAX_CACHED_WORKFLOWS]` runs the worker of both baselines.
 """
 
@@ -13,16 +18,30 @@ import asyncio
 import os
 import signal
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.client import Client
+from temporalio.common import SearchAttributeUpdate
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+with workflow.unsafe.imports_passed_through():
+    from workflows import RESPOND_BY_KEY, STATUS_KEY
+
 BASELINE_QUEUE = "bench-baseline"
 AFTER = {"interested": 1, "accept": 0, "won": 1}
+STATUS_AFTER = {"interested": "Evaluating", "accept": "Negotiating", "won": "Won"}
+DECIDE_WITHIN = timedelta(days=7)
 TIMEOUT = timedelta(seconds=30)
+
+
+@dataclass
+class BaselineInput:
+    referral_id: str
+    visibility: bool = False  # also the referral's search attributes, upserts and timer
 
 
 @activity.defn(name="noop")
@@ -32,12 +51,15 @@ async def noop(step: str) -> str:
 
 @workflow.defn(name="BaselineWorkflow")
 class BaselineWorkflow:
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, input: BaselineInput) -> None:
+        self.visibility = input.visibility
         self.steps: list[str] = []
         self.tasks: list[asyncio.Task[str]] = []
+        self.decide: asyncio.Task[None] | None = None
 
     @workflow.run
-    async def run(self, referral_id: str) -> int:
+    async def run(self, input: BaselineInput) -> int:
         await workflow.execute_local_activity(noop, "look-up", start_to_close_timeout=TIMEOUT)
         self.tasks += [_noop(step) for step in ("lead", "archive")]
         await workflow.wait_condition(lambda: "won" in self.steps)
@@ -48,7 +70,19 @@ class BaselineWorkflow:
     async def _act(self, name: str) -> list[str]:
         self.steps.append(name)
         self.tasks += [_noop(name) for _ in range(AFTER[name])]
+        if self.visibility:
+            self._as_a_referral(name)
         return list(self.steps)
+
+    def _as_a_referral(self, name: str) -> None:
+        updates: list[SearchAttributeUpdate[Any]] = [STATUS_KEY.value_set(STATUS_AFTER[name])]
+        if name == "interested":
+            updates.append(RESPOND_BY_KEY.value_set(workflow.now() + DECIDE_WITHIN))
+            self.decide = asyncio.create_task(workflow.sleep(DECIDE_WITHIN))
+        elif name == "accept" and self.decide is not None:
+            updates.append(RESPOND_BY_KEY.value_unset())
+            self.decide.cancel()
+        workflow.upsert_search_attributes(updates)
 
     @workflow.update
     async def interested(self) -> list[str]:

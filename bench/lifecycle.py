@@ -26,13 +26,15 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from archive.database import create_archive_engine, upgrade
 from archive.store import ArchiveStore
-from bench.baseline import BASELINE_QUEUE, BaselineWorkflow
+from bench.baseline import BASELINE_QUEUE, BaselineInput, BaselineWorkflow
 from starter import referrals
 from starter.dev import dev_server_command, free_port
+from workflows import PARTNER_KEY, REGION_KEY, RESPOND_BY_KEY, RFI_KEY, STATUS_KEY
 from workflows.models import Rfi, referral_workflow_id
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,10 +149,25 @@ def referral_lifecycle(archive: ArchiveStore, run: str) -> Lifecycle:
     return lifecycle
 
 
-def baseline_lifecycle(run: str) -> Lifecycle:
+def baseline_lifecycle(run: str, visibility: bool) -> Lifecycle:
     async def lifecycle(client: Client, key: str, latencies: list[float]) -> None:
+        attributes = None
+        if visibility:  # the five a referral's start request carries
+            attributes = TypedSearchAttributes(
+                [
+                    SearchAttributePair(RFI_KEY, f"bench-{run}-{key}"),
+                    SearchAttributePair(PARTNER_KEY, PARTNER),
+                    SearchAttributePair(REGION_KEY, "emea"),
+                    SearchAttributePair(STATUS_KEY, "New"),
+                    SearchAttributePair(RESPOND_BY_KEY, datetime.now(UTC) + timedelta(hours=72)),
+                ]
+            )
         handle = await client.start_workflow(
-            BaselineWorkflow.run, key, id=f"baseline-{run}-{key}", task_queue=BASELINE_QUEUE
+            BaselineWorkflow.run,
+            BaselineInput(key, visibility),
+            id=f"baseline-{run}-{key}",
+            task_queue=BASELINE_QUEUE,
+            search_attributes=attributes,
         )
         for update in (BaselineWorkflow.interested, BaselineWorkflow.accept, BaselineWorkflow.won):
             began = time.perf_counter()
@@ -200,7 +217,9 @@ def merged(system: str, offered: float | None, runs: list[Load]) -> Load:
     return Load(system, offered, rate, [s for run in runs for s in run.action_latencies_s])
 
 
-async def run_lifecycle(count: int, in_flight: int, in_memory: bool, rounds: int) -> dict[str, Any]:
+async def run_lifecycle(
+    count: int, in_flight: int, in_memory: bool, rounds: int, baseline_visibility: bool = False
+) -> dict[str, Any]:
     port = free_port()
     work = Path(tempfile.mkdtemp(prefix="referrals-bench-"))
     command = [*dev_server_command(work / "temporal.db", port, free_port()), "--headless"]
@@ -221,7 +240,7 @@ async def run_lifecycle(count: int, in_flight: int, in_memory: bool, rounds: int
     ):
         client = await connect(address)
         systems = {
-            "baseline": (baseline_lifecycle(run), bare.pid),
+            "baseline": (baseline_lifecycle(run, baseline_visibility), bare.pid),
             "referrals": (referral_lifecycle(archive, run), worker.pid),
         }
         await closed_loop(client, systems["baseline"][0], 10, 5, "warm-up", progress)
@@ -271,6 +290,9 @@ async def run_lifecycle(count: int, in_flight: int, in_memory: bool, rounds: int
         "in_flight": in_flight,
         "rounds": rounds,
         "server": "in-memory" if in_memory else "sqlite (wal, synchronous=normal)",
+        "baseline": "with the referral's search attributes, upserts and timer"
+        if baseline_visibility
+        else "bare",
         "referrals_per_s": round(loads[1].achieved_per_s, 2),
         "baseline_per_s": round(saturation, 2),
         # The median of the rounds' ratios: each round runs both systems back to back.

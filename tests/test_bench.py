@@ -3,11 +3,18 @@
 import json
 import subprocess
 import sys
+import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
+from bench.baseline import BaselineInput, BaselineWorkflow, noop
 from tests.conftest import ROOT
+from workflows import RESPOND_BY_KEY, STATUS_KEY
 
 
 def bench(*args: str) -> dict[str, Any]:
@@ -66,3 +73,40 @@ def test_heap_reports_the_cost_past_the_cache() -> None:
     result = bench("heap", "--referrals", "20", "--cache", "5")
     assert result["open_referrals"] == 20
     assert "heap_per_open_referral_past_cache_kb" in result
+
+
+async def test_the_baseline_with_visibility_makes_the_referrals_temporal_commands(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    """`--baseline-visibility`: as a referral driven interested -> accept -> won, three
+    upserts and the decide timer started and cancelled; the bare baseline makes none."""
+    client, queue = dev_env.client, f"baseline-{uuid.uuid4()}"
+    async with Worker(client, task_queue=queue, workflows=[BaselineWorkflow], activities=[noop]):
+        for visibility in (True, False):
+            handle = await client.start_workflow(
+                BaselineWorkflow.run,
+                BaselineInput(f"r-{uuid.uuid4()}", visibility),
+                id=f"baseline-{uuid.uuid4()}",
+                task_queue=queue,
+                execution_timeout=timedelta(minutes=1),
+            )
+            for update in (BaselineWorkflow.interested, BaselineWorkflow.accept):
+                await handle.execute_update(update)
+                respond_by = (await handle.describe()).typed_search_attributes.get(RESPOND_BY_KEY)
+                # As a referral's: the decide deadline while Evaluating, unset once Negotiating.
+                evaluating = visibility and update is BaselineWorkflow.interested
+                assert (respond_by is not None) == evaluating
+            await handle.execute_update(BaselineWorkflow.won)
+            assert await handle.result() == 3
+            events = [event.event_type for event in (await handle.fetch_history()).events]
+            upserts = events.count(EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES)
+            attributes = (await handle.describe()).typed_search_attributes
+            if visibility:
+                assert upserts == 3
+                assert events.count(EventType.EVENT_TYPE_TIMER_STARTED) == 1
+                assert events.count(EventType.EVENT_TYPE_TIMER_CANCELED) == 1
+                assert attributes.get(STATUS_KEY) == "Won"
+            else:
+                assert upserts == 0
+                assert EventType.EVENT_TYPE_TIMER_STARTED not in events
+                assert attributes.get(STATUS_KEY) is None
