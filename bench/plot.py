@@ -33,7 +33,10 @@ def plot_loads(result: dict[str, Any], path: Path) -> None:
     for axes in (throughput, latency):
         axes.grid(True, alpha=0.3)
         axes.legend()
-    figure.suptitle(f"{result['referrals']} lifecycles per load, {result['server']} dev server")
+    figure.suptitle(
+        f"{result['referrals']} lifecycles per load in each of {result.get('rounds', 1)} rounds, "
+        f"{result['server']} dev server, {result.get('baseline', 'bare')} baseline"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
