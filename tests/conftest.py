@@ -106,6 +106,16 @@ ACME_BERLIN = PartnerContact(
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def defaults_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Settings a test builds without an archive or outbox of its own, and the processes it
+    starts, write to a temporary folder: never to the checkout's `.data/` and `.outbox/`,
+    nor to an archive the developer's environment names."""
+    folder = tmp_path_factory.mktemp("defaults")
+    os.environ["REFERRALS_DATABASE_URL"] = f"sqlite:///{folder}/referrals.db"
+    os.environ["REFERRALS_OUTBOX_DIR"] = str(folder / "outbox")
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(

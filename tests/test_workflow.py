@@ -333,6 +333,7 @@ async def test_a_refused_email_is_recorded_and_the_lifecycle_goes_on(
     sendgrid = Settings(
         REFERRALS_OUTBOX_DIR=settings.outbox_dir,
         REFERRALS_PARTNER_DIRECTORY=settings.partner_directory,
+        REFERRALS_DATABASE_URL=settings.database_url,
         SENDGRID_API_KEY="SG.test-key",
         SENDGRID_API_HOST=httpserver.url_for("").rstrip("/"),
     )
