@@ -74,6 +74,7 @@ def lifecycle(
     for system, cpu in result["cpu_ms_per_lifecycle"].items():
         shares = ", ".join(f"{name} {ms}" for name, ms in cpu.items())
         console.print(f"CPU ms per lifecycle at saturation, {system}: {shares}")
+    console.print(f"CPU per lifecycle, baseline / referrals: {result['cpu_ratio']}")
 
 
 @app.command("open")

@@ -308,6 +308,11 @@ async def run_lifecycle(
             system: {name: round(used * 1000 / (count * rounds), 1) for name, used in cpu.items()}
             for system, cpu in cpu_s_used.items()
         },
+        # On cores the processes share, throughput follows CPU per lifecycle: this ratio
+        # drifts less with the machine's speed than the rates do.
+        "cpu_ratio": round(
+            sum(cpu_s_used["baseline"].values()) / sum(cpu_s_used["referrals"].values()), 3
+        ),
         "median_action_ms_at_saturation": round(
             statistics.median(loads[1].action_latencies_s) * 1000, 1
         ),

@@ -47,7 +47,10 @@ def test_lifecycle_reports_both_systems_at_every_load() -> None:
     assert offered[:2] == [None, None]  # the closed loop, at saturation
     assert offered[2:] == pytest.approx([half, half, most, most], abs=0.02)
     assert result["worker_peak_rss_mb"] > 0
-    assert set(result["cpu_ms_per_lifecycle"]) == {"baseline", "referrals"}
+    cpu = result["cpu_ms_per_lifecycle"]
+    assert set(cpu) == {"baseline", "referrals"}
+    totals = {system: sum(cpu[system].values()) for system in cpu}
+    assert result["cpu_ratio"] == pytest.approx(totals["baseline"] / totals["referrals"], abs=0.01)
 
 
 def test_open_referrals_all_become_missed() -> None:
