@@ -45,7 +45,9 @@ class OutboxMailer:
     def __init__(self, directory: Path, sender: str) -> None:
         self.directory = directory
         self.sender = sender
-        self._from = formataddr(parseaddr(sender), charset="utf-8")
+        name, address = parseaddr(sender)
+        # A display name outside ASCII becomes an encoded word; an odd value stays as given.
+        self._from = formataddr((name, address), charset="utf-8") if address else sender
 
     def send(self, email_id: str, to: str, message: RenderedEmail) -> str:
         mail = MIMEMultipart("alternative")

@@ -34,7 +34,9 @@ def dump(view: StatusView) -> Any:
 
 @app.command()
 def submit(
-    rfi_file: Annotated[Path, typer.Argument(help="The RFI as JSON ('-' reads stdin).")],
+    rfi_file: Annotated[
+        Path, typer.Argument(help="The RFI as JSON ('-' reads stdin); without received_at: now.")
+    ],
     partners: Annotated[str, typer.Option("--partners", help="Comma-separated partner ids.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
