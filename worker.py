@@ -56,6 +56,7 @@ def build_worker(
     executor: ThreadPoolExecutor,
     task_queue: str | None = None,
     directory: DirectoryFile | None = None,
+    mailer: Mailer | None = None,
 ) -> Worker:
     directory = directory or DirectoryFile(settings.partner_directory)
     directory.load()  # a missing or malformed directory stops the worker at start
@@ -68,7 +69,7 @@ def build_worker(
             DirectoryActivities(directory).look_up_contact,
             ArchiveActivities(archive).record_referral,
             SuggestionActivities(directory, archive, client).suggest_partners,
-            EmailActivities(build_mailer(settings)).send_email,
+            EmailActivities(mailer or build_mailer(settings)).send_email,
         ],
         activity_executor=executor,
         # Activities are blocking calls: the executor has as many threads as this allows.
@@ -100,6 +101,10 @@ async def main() -> None:
             f"error: partner directory {settings.partner_directory}: {error}"
         ) from None
     try:
+        mailer = build_mailer(settings)
+    except ValueError as error:
+        raise SystemExit(f"error: SENDGRID_FROM: {error}") from None
+    try:
         upgrade(create_archive_engine(settings.database_url))
     except Exception as error:  # the archive activity migrates again once the database is up
         logging.error(
@@ -120,7 +125,7 @@ async def main() -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
-        async with build_worker(client, settings, executor, directory=directory):
+        async with build_worker(client, settings, executor, directory=directory, mailer=mailer):
             # What is loaded by now lives as long as the worker: keep it out of the garbage
             # collector's full passes (about 3 ms less worker CPU per referral in the bench).
             gc.freeze()

@@ -7,7 +7,7 @@ from email.charset import QP, Charset
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
-from email.utils import formataddr, make_msgid, parseaddr
+from email.utils import formataddr, getaddresses, make_msgid
 from pathlib import Path
 from typing import Protocol
 
@@ -45,9 +45,7 @@ class OutboxMailer:
     def __init__(self, directory: Path, sender: str) -> None:
         self.directory = directory
         self.sender = sender
-        name, address = parseaddr(sender)
-        # A display name outside ASCII becomes an encoded word; an odd value stays as given.
-        self._from = formataddr((name, address), charset="utf-8") if address else sender
+        self._from = _from_header(sender)
 
     def send(self, email_id: str, to: str, message: RenderedEmail) -> str:
         mail = MIMEMultipart("alternative")
@@ -62,6 +60,7 @@ class OutboxMailer:
         mail["X-Referral-Email-Id"] = email_id
         mail.attach(_text_part("plain", message.text))
         mail.attach(_text_part("html", message.html))
+        content = mail.as_bytes()  # before any file exists: it may refuse a header
         path = self.directory / f"{email_id}.eml"
         # Write then rename, so that a retried attempt replaces its own file whole.
         temporary = self.directory / f".{email_id}.{uuid.uuid4().hex}.tmp"
@@ -70,10 +69,29 @@ class OutboxMailer:
         except FileNotFoundError:  # the first message, or the folder was removed
             self.directory.mkdir(parents=True, exist_ok=True)
             handle = temporary.open("xb")
-        with handle:
-            handle.write(mail.as_bytes())
-        os.replace(temporary, path)
+        try:
+            with handle:
+                # Readable by a mail pickup process running as another user, whatever the umask.
+                os.fchmod(handle.fileno(), 0o644)
+                handle.write(content)
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
         return str(path)
+
+
+def _from_header(sender: str) -> str:
+    """The From header: the sender as configured, but for a display name outside ASCII,
+    which becomes an encoded word. Refuses what would break the header."""
+    if "\r" in sender or "\n" in sender:
+        raise ValueError(f"the sender {sender!r} must be one line")
+    if sender.isascii():
+        return sender
+    addresses = getaddresses([sender])
+    if len(addresses) != 1 or "@" not in addresses[0][1]:
+        raise ValueError(f"the sender {sender!r} must be one address, with a name if you like")
+    return formataddr(addresses[0], charset="utf-8")
 
 
 # Bodies in UTF-8, quoted-printable: ASCII text stays readable, any other character survives.

@@ -10,7 +10,9 @@ start, local activity, three updates and four no-op activities, and nothing else
 With `visibility` it also makes the referral's other Temporal commands: its search
 attributes in the start request (the bench client's), one upsert with each update (the
 status, and `RespondBy` set at `interested` and unset at `accept`), and the decide timer
-from `interested` to `accept`. Against it, what is left is the referral's own work.
+from `interested` to `accept`, as in referrals' histories in this bench (`interested`
+arrives with the first workflow task, before any respond timer starts). Against it, what is
+left is the referral's own work.
 `python -m bench.baseline [MAX_CACHED_WORKFLOWS]` runs the worker of both baselines.
 """
 

@@ -203,7 +203,7 @@ async def open_loop(
 
     async def one(index: int) -> None:
         await asyncio.sleep(index / rate)
-        await lifecycle(client, f"{label}-o{rate:.0f}-{index}", latencies)
+        await lifecycle(client, f"{label}-o{rate:.2f}-{index}", latencies)
         progress.advance(task)
 
     began = time.perf_counter()

@@ -88,6 +88,9 @@ def read_rfi(path: Path) -> Rfi:
     if isinstance(data, dict) and "received_at" not in data:
         # An RFI handed over now: the marketplace received it at the moment of submission.
         data["received_at"] = datetime.now(UTC).isoformat()
+        # Said, not silent: each submission of such a file stamps its own moment, and the
+        # deadlines of the referrals it starts count from it.
+        typer.echo(f"{path} has no received_at: received now, {data['received_at']}", err=True)
     try:
         return Rfi.model_validate(data)
     except ValidationError as error:

@@ -5,7 +5,9 @@ SendGrid is exercised with its real client against a local HTTP endpoint that an
 """
 
 import json
+import os
 import socket
+import stat
 import time
 import traceback
 from collections.abc import Callable
@@ -317,6 +319,38 @@ def test_outbox_long_non_ascii_subject_and_sender_survive_folding(tmp_path: Path
     # Bodies stay readable in the file: quoted-printable, not base64.
     assert b"Content-Transfer-Encoding: quoted-printable" in raw
     assert b"base64" not in raw
+
+
+def test_outbox_keeps_an_ascii_sender_as_configured(tmp_path: Path) -> None:
+    sender = '"Acme, Inc. Referrals" <referrals@acme.example>'
+    OutboxMailer(tmp_path, sender).send("ref-7.1-lead", "p@partner.example", render(EmailKind.LEAD))
+
+    raw = (tmp_path / "ref-7.1-lead.eml").read_bytes()
+    assert f"From: {sender}\n".encode() in raw
+    assert parse_eml(tmp_path / "ref-7.1-lead.eml")["From"].addresses[0].display_name == (
+        "Acme, Inc. Referrals"
+    )
+
+
+def test_outbox_files_are_readable_by_others_whatever_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o077)
+    try:
+        OutboxMailer(tmp_path, SENDER).send("ref-8.1-lead", "p@x.example", render(EmailKind.LEAD))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "ref-8.1-lead.eml").stat().st_mode) == 0o644
+
+
+def test_a_failed_outbox_write_leaves_no_file_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(*args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        OutboxMailer(tmp_path, SENDER).send("ref-9.1-lead", "p@x.example", render(EmailKind.LEAD))
+    assert list(tmp_path.iterdir()) == []  # no message, no hidden temporary file
 
 
 def test_outbox_lead_subject_cannot_inject_headers(tmp_path: Path) -> None:

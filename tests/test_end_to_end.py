@@ -108,10 +108,11 @@ def test_submit_act_status_list_and_emails(
 ) -> None:
     rfi_id, path = write_rfi(tmp_path, stamped=False)
     submitted = datetime.now(UTC)
-    out = ok(
-        referrals(environment, "submit", str(path), "--partners", "acme-consulting,globex,initech")
+    submit = referrals(
+        environment, "submit", str(path), "--partners", "acme-consulting,globex,initech"
     )
-    assert "3 started, 0 already existed" in out
+    assert "3 started, 0 already existed" in ok(submit)
+    assert f"{path} has no received_at: received now, " in submit.stderr
 
     again = ok(
         referrals(
@@ -411,4 +412,24 @@ def test_worker_refuses_to_start_without_a_valid_directory(
         )
         assert result.returncode == 1
         assert result.stderr.startswith(f"error: partner directory {directory}")
+        assert expected in result.stderr
+
+
+def test_worker_refuses_a_sender_that_would_break_the_from_header(
+    environment: dict[str, str],
+) -> None:
+    for sender, expected in (
+        ("Evil\nBcc: x@example.com <r@example.com>", "must be one line"),
+        ("Zoë <a@example.com>, Ünal <b@example.com>", "must be one address"),
+    ):
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "worker.py")],
+            env={**environment, "SENDGRID_FROM": sender},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 1
+        assert result.stderr.startswith("error: SENDGRID_FROM: ")
         assert expected in result.stderr
