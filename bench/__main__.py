@@ -112,10 +112,13 @@ def heap(
 @app.command()
 def burst(
     referrals: Annotated[int, typer.Option(min=10, help="Deadlines due in one second.")] = 1000,
+    window: Annotated[
+        float, typer.Option(min=1, help="Seconds to wait for both bursts to drain.")
+    ] = 3600,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """N respond deadlines falling due in the same second, against N bare timers."""
-    result = asyncio.run(burst_deadlines(referrals))
+    result = asyncio.run(burst_deadlines(referrals, window))
     print(json.dumps(result) if as_json else result)
 
 

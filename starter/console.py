@@ -90,7 +90,8 @@ def read_rfi(path: Path) -> Rfi:
         data["received_at"] = datetime.now(UTC).isoformat()
         # Said, not silent: each submission of such a file stamps its own moment, and the
         # deadlines of the referrals it starts count from it.
-        typer.echo(f"{path} has no received_at: received now, {data['received_at']}", err=True)
+        source = "stdin" if str(path) == "-" else str(path)
+        typer.echo(f"no received_at in {source}: received now, {data['received_at']}", err=True)
     try:
         return Rfi.model_validate(data)
     except ValidationError as error:

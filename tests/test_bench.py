@@ -67,6 +67,7 @@ def test_open_referrals_all_become_missed() -> None:
 
 def test_a_burst_of_deadlines_loses_none() -> None:
     result = bench("burst", "--referrals", "20")
+    assert result["drained"] is True
     assert result["lost"] == 0
     assert result["burst_per_s"] > 0
     assert result["baseline_burst_per_s"] > 0

@@ -112,7 +112,7 @@ def test_submit_act_status_list_and_emails(
         environment, "submit", str(path), "--partners", "acme-consulting,globex,initech"
     )
     assert "3 started, 0 already existed" in ok(submit)
-    assert f"{path} has no received_at: received now, " in submit.stderr
+    assert f"no received_at in {path}: received now, " in submit.stderr
 
     again = ok(
         referrals(
