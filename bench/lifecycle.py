@@ -26,7 +26,6 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from archive.database import create_archive_engine, upgrade
@@ -34,8 +33,9 @@ from archive.store import ArchiveStore
 from bench.baseline import BASELINE_QUEUE, BaselineInput, BaselineWorkflow
 from starter import referrals
 from starter.dev import dev_server_command, free_port
-from workflows import PARTNER_KEY, REGION_KEY, RESPOND_BY_KEY, RFI_KEY, STATUS_KEY
+from workflows.lifecycle import Referral
 from workflows.models import Rfi, referral_workflow_id
+from workflows.visibility import start_attributes
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERRAL_QUEUE = "bench-referrals"
@@ -115,6 +115,19 @@ async def connect(address: str) -> Client:
     raise RuntimeError(f"no Temporal server at {address}")
 
 
+def bench_rfi(run: str, key: str) -> Rfi:
+    return Rfi.model_validate(
+        {
+            "id": f"bench-{run}-{key}",
+            "received_at": datetime.now(UTC).isoformat(),
+            "region": "emea",
+            "need": "Benchmark",
+            "company_size": "10",
+            "customer": {"name": "B", "company": "B", "email": "b@bench.example"},
+        }
+    )
+
+
 def referral_lifecycle(archive: ArchiveStore, run: str) -> Lifecycle:
     close = str((datetime.now(UTC) + timedelta(days=90)).date())
     steps: list[tuple[str, dict[str, Any]]] = [
@@ -127,16 +140,7 @@ def referral_lifecycle(archive: ArchiveStore, run: str) -> Lifecycle:
     ]
 
     async def lifecycle(client: Client, key: str, latencies: list[float]) -> None:
-        rfi = Rfi.model_validate(
-            {
-                "id": f"bench-{run}-{key}",
-                "received_at": datetime.now(UTC).isoformat(),
-                "region": "emea",
-                "need": "Benchmark",
-                "company_size": "10",
-                "customer": {"name": "B", "company": "B", "email": "b@bench.example"},
-            }
-        )
+        rfi = bench_rfi(run, key)
         # The real submit path: the archive is consulted, then the workflow started.
         known = await asyncio.to_thread(archive.existing, [referral_workflow_id(rfi.id, PARTNER)])
         await referrals.submit(client, rfi, [PARTNER], task_queue=REFERRAL_QUEUE, archived=known)
@@ -151,17 +155,10 @@ def referral_lifecycle(archive: ArchiveStore, run: str) -> Lifecycle:
 
 def baseline_lifecycle(run: str, visibility: bool) -> Lifecycle:
     async def lifecycle(client: Client, key: str, latencies: list[float]) -> None:
-        attributes = None
-        if visibility:  # the five a referral's start request carries
-            attributes = TypedSearchAttributes(
-                [
-                    SearchAttributePair(RFI_KEY, f"bench-{run}-{key}"),
-                    SearchAttributePair(PARTNER_KEY, PARTNER),
-                    SearchAttributePair(REGION_KEY, "emea"),
-                    SearchAttributePair(STATUS_KEY, "New"),
-                    SearchAttributePair(RESPOND_BY_KEY, datetime.now(UTC) + timedelta(hours=72)),
-                ]
-            )
+        # The attributes a referral's start request carries, made the same way.
+        attributes = (
+            start_attributes(Referral(bench_rfi(run, key), PARTNER)) if visibility else None
+        )
         handle = await client.start_workflow(
             BaselineWorkflow.run,
             BaselineInput(key, visibility),
@@ -211,6 +208,16 @@ async def open_loop(
     return Load(label, round(rate, 2), count / (time.perf_counter() - began), latencies)
 
 
+def schedule(rounds: int) -> Iterator[tuple[str, str]]:
+    """(system, label) of each run of a load: rounds with both systems back to back, the
+    first alternating, so that a drift of the machine (another process, the server's own
+    housekeeping) does not always favour the same one. Labels go into workflow ids."""
+    for round_ in range(rounds):
+        pair = ("baseline", "referrals") if round_ % 2 == 0 else ("referrals", "baseline")
+        for system in pair:
+            yield system, f"{system}-{round_ + 1}of{rounds}"
+
+
 def merged(system: str, offered: float | None, runs: list[Load]) -> Load:
     """One load from its rounds: the median rate, every round's latencies."""
     rate = statistics.median(run.achieved_per_s for run in runs)
@@ -246,25 +253,18 @@ async def run_lifecycle(
         await closed_loop(client, systems["baseline"][0], 10, 5, "warm-up", progress)
         await closed_loop(client, systems["referrals"][0], 10, 5, "warm-up", progress)
 
-        def order(round_: int) -> list[str]:
-            # Alternate which system goes first, so that a drift of the machine (another
-            # process, the server's own housekeeping) does not always favour the same one.
-            return ["baseline", "referrals"] if round_ % 2 == 0 else ["referrals", "baseline"]
-
         # Phase 1: the closed loop at saturation, with CPU per lifecycle by process.
         saturated: dict[str, list[Load]] = {"baseline": [], "referrals": []}
         cpu_s_used = {system: {"server": 0.0, "worker": 0.0, "bench": 0.0} for system in systems}
-        for round_ in range(rounds):
-            for system in order(round_):
-                lifecycle, worker_pid = systems[system]
-                pids = {"server": server.pid, "worker": worker_pid, "bench": os.getpid()}
-                before = {name: cpu_s(pid) for name, pid in pids.items()}
-                label = f"{system}-{round_ + 1}of{rounds}"  # in workflow ids too
-                saturated[system].append(
-                    await closed_loop(client, lifecycle, count, in_flight, label, progress)
-                )
-                for name, pid in pids.items():
-                    cpu_s_used[system][name] += cpu_s(pid) - before[name]
+        for system, label in schedule(rounds):
+            lifecycle, worker_pid = systems[system]
+            pids = {"server": server.pid, "worker": worker_pid, "bench": os.getpid()}
+            before = {name: cpu_s(pid) for name, pid in pids.items()}
+            saturated[system].append(
+                await closed_loop(client, lifecycle, count, in_flight, label, progress)
+            )
+            for name, pid in pids.items():
+                cpu_s_used[system][name] += cpu_s(pid) - before[name]
         round_ratios = [
             r.achieved_per_s / b.achieved_per_s
             for r, b in zip(saturated["referrals"], saturated["baseline"], strict=True)
@@ -276,12 +276,10 @@ async def run_lifecycle(
         for share in (0.5, 0.9):
             rate = share * saturation
             offered: dict[str, list[Load]] = {"baseline": [], "referrals": []}
-            for round_ in range(rounds):
-                for system in order(round_):
-                    label = f"{system}-{round_ + 1}of{rounds}"  # in workflow ids too
-                    offered[system].append(
-                        await open_loop(client, systems[system][0], count, rate, label, progress)
-                    )
+            for system, label in schedule(rounds):
+                offered[system].append(
+                    await open_loop(client, systems[system][0], count, rate, label, progress)
+                )
             loads += [merged(system, round(rate, 2), offered[system]) for system in systems]
         worker_rss = peak_rss_mb(worker.pid)
     half = {load.system: load for load in loads[2:4]}
