@@ -75,6 +75,9 @@ def lifecycle(
         shares = ", ".join(f"{name} {ms}" for name, ms in cpu.items())
         console.print(f"CPU ms per lifecycle at saturation, {system}: {shares}")
     console.print(f"CPU per lifecycle, baseline / referrals: {result['cpu_ratio']}")
+    for system, trips in result["round_trips_per_lifecycle"].items():
+        counts = ", ".join(f"{name} {count}" for name, count in trips.items())
+        console.print(f"Per lifecycle at saturation, {system}: {counts}")
 
 
 @app.command("open")

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +25,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -40,7 +42,17 @@ from workflows.visibility import start_attributes
 ROOT = Path(__file__).resolve().parent.parent
 REFERRAL_QUEUE = "bench-referrals"
 PARTNER = "globex"
-Lifecycle = Callable[[Client, str, list[float]], Awaitable[None]]
+# Runs one lifecycle, appends its actions' latencies, returns its workflow id.
+Lifecycle = Callable[[Client, str, list[float]], Awaitable[str]]
+# What Temporal did for a lifecycle, counted in its history.
+ROUND_TRIPS = {
+    "activities": EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
+    "local_activities": EventType.EVENT_TYPE_MARKER_RECORDED,
+    "updates": EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED,
+    "upserts": EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
+    "timers": EventType.EVENT_TYPE_TIMER_STARTED,
+    "workflow_tasks": EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+}
 
 
 @dataclass
@@ -49,6 +61,7 @@ class Load:
     offered_per_s: float | None  # None: closed loop at saturation
     achieved_per_s: float
     action_latencies_s: list[float] = field(repr=False)
+    workflow_ids: list[str] = field(default_factory=list, repr=False)
 
     def percentile(self, q: float) -> float:
         ordered = sorted(self.action_latencies_s)
@@ -139,7 +152,7 @@ def referral_lifecycle(archive: ArchiveStore, run: str) -> Lifecycle:
         ("won", {}),
     ]
 
-    async def lifecycle(client: Client, key: str, latencies: list[float]) -> None:
+    async def lifecycle(client: Client, key: str, latencies: list[float]) -> str:
         rfi = bench_rfi(run, key)
         # The real submit path: the archive is consulted, then the workflow started.
         known = await asyncio.to_thread(archive.existing, [referral_workflow_id(rfi.id, PARTNER)])
@@ -148,13 +161,15 @@ def referral_lifecycle(archive: ArchiveStore, run: str) -> Lifecycle:
             began = time.perf_counter()
             await referrals.act(client, rfi.id, PARTNER, action, payload)
             latencies.append(time.perf_counter() - began)
-        await client.get_workflow_handle(referral_workflow_id(rfi.id, PARTNER)).result()
+        workflow_id = referral_workflow_id(rfi.id, PARTNER)
+        await client.get_workflow_handle(workflow_id).result()
+        return workflow_id
 
     return lifecycle
 
 
 def baseline_lifecycle(run: str, visibility: bool) -> Lifecycle:
-    async def lifecycle(client: Client, key: str, latencies: list[float]) -> None:
+    async def lifecycle(client: Client, key: str, latencies: list[float]) -> str:
         # The attributes a referral's start request carries, made the same way.
         attributes = (
             start_attributes(Referral(bench_rfi(run, key), PARTNER)) if visibility else None
@@ -171,6 +186,7 @@ def baseline_lifecycle(run: str, visibility: bool) -> Lifecycle:
             await handle.execute_update(update)
             latencies.append(time.perf_counter() - began)
         await handle.result()
+        return handle.id
 
     return lifecycle
 
@@ -182,14 +198,15 @@ async def closed_loop(
     latencies: list[float] = []
     task = progress.add_task(f"{label}: saturation", total=count)
 
-    async def one(index: int) -> None:
+    async def one(index: int) -> str:
         async with gate:
-            await lifecycle(client, f"{label}-c{index}", latencies)
+            workflow_id = await lifecycle(client, f"{label}-c{index}", latencies)
             progress.advance(task)
+            return workflow_id
 
     began = time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(count)))
-    return Load(label, None, count / (time.perf_counter() - began), latencies)
+    ids = await asyncio.gather(*(one(i) for i in range(count)))
+    return Load(label, None, count / (time.perf_counter() - began), latencies, ids)
 
 
 async def open_loop(
@@ -221,7 +238,38 @@ def schedule(rounds: int) -> Iterator[tuple[str, str]]:
 def merged(system: str, offered: float | None, runs: list[Load]) -> Load:
     """One load from its rounds: the median rate, every round's latencies."""
     rate = statistics.median(run.achieved_per_s for run in runs)
-    return Load(system, offered, rate, [s for run in runs for s in run.action_latencies_s])
+    return Load(
+        system,
+        offered,
+        rate,
+        [s for run in runs for s in run.action_latencies_s],
+        [i for run in runs for i in run.workflow_ids],
+    )
+
+
+async def round_trips(client: Client, workflow_ids: Sequence[str], sample: int) -> dict[str, float]:
+    """What Temporal did per lifecycle, on average over `sample` of these histories (evenly
+    spread): the commands and workflow tasks that cost the server and the worker."""
+    chosen = workflow_ids[:: max(1, len(workflow_ids) // sample)][:sample]
+    gate = asyncio.Semaphore(8)
+
+    async def events(workflow_id: str) -> list[HistoryEvent]:
+        async with gate:
+            return list((await client.get_workflow_handle(workflow_id).fetch_history()).events)
+
+    histories = await asyncio.gather(*(events(i) for i in chosen))
+
+    def mean(measure: Callable[[list[HistoryEvent]], float]) -> float:
+        return round(sum(measure(history) for history in histories) / len(histories), 2)
+
+    def count(kind: EventType.ValueType) -> Callable[[list[HistoryEvent]], float]:
+        return lambda history: sum(event.event_type == kind for event in history)
+
+    return {
+        **{name: mean(count(kind)) for name, kind in ROUND_TRIPS.items()},
+        "history_events": mean(len),
+        "history_kb": mean(lambda history: sum(e.ByteSize() for e in history) / 1024),
+    }
 
 
 async def run_lifecycle(
@@ -271,6 +319,8 @@ async def run_lifecycle(
         ]
         loads = [merged(system, None, saturated[system]) for system in systems]
         saturation = loads[0].achieved_per_s
+        # Read after the timed runs, so that the reading costs them nothing.
+        trips = {load.system: await round_trips(client, load.workflow_ids, 100) for load in loads}
 
         # Phase 2: open-loop arrivals at shares of the baseline's saturation rate.
         for share in (0.5, 0.9):
@@ -302,6 +352,9 @@ async def run_lifecycle(
         "p99_ratio": round(half["referrals"].percentile(99) / half["baseline"].percentile(99), 2),
         "loads": [load.as_json() for load in loads],
         "worker_peak_rss_mb": round(worker_rss, 1),
+        # Per lifecycle at saturation, from the histories: the same start, updates and
+        # activities for both, or the ratio compares different work.
+        "round_trips_per_lifecycle": trips,
         "cpu_ms_per_lifecycle": {
             system: {name: round(used * 1000 / (count * rounds), 1) for name, used in cpu.items()}
             for system, cpu in cpu_s_used.items()

@@ -51,6 +51,15 @@ def test_lifecycle_reports_both_systems_at_every_load() -> None:
     assert set(cpu) == {"baseline", "referrals"}
     totals = {system: sum(cpu[system].values()) for system in cpu}
     assert result["cpu_ratio"] == pytest.approx(totals["baseline"] / totals["referrals"], abs=0.01)
+    # Read from the histories: the same start, look-up, updates and (at least) activities.
+    trips = result["round_trips_per_lifecycle"]
+    bare, referral = trips["baseline"], trips["referrals"]
+    assert (bare["activities"], bare["local_activities"], bare["updates"]) == (4, 1, 3)
+    assert (bare["upserts"], bare["timers"]) == (0, 0)
+    assert bare["workflow_tasks"] >= 4
+    assert (referral["local_activities"], referral["updates"], referral["upserts"]) == (1, 3, 3)
+    assert referral["activities"] >= 4  # an archive write more when an action arrives mid-write
+    assert referral["history_kb"] > bare["history_kb"] > 0
 
 
 def test_open_referrals_all_become_missed() -> None:
