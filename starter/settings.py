@@ -29,7 +29,10 @@ class Settings(BaseSettings):
     codec_token: SecretStr | None = Field(None, alias="REFERRALS_CODEC_TOKEN")
     # Worker tuning and health.
     metrics_port: int | None = Field(None, alias="REFERRALS_METRICS_PORT", ge=1, le=65535)
-    max_concurrent_activities: int = Field(16, alias="REFERRALS_MAX_CONCURRENT_ACTIVITIES", ge=1)
+    # The SDK's default. Activities mostly wait on I/O; with fewer slots than activities
+    # due at once, tasks queue on the server (persisted, then matched) and complete
+    # further apart, in more workflow tasks (docs/performance.md).
+    max_concurrent_activities: int = Field(100, alias="REFERRALS_MAX_CONCURRENT_ACTIVITIES", ge=1)
     max_concurrent_workflow_tasks: int = Field(
         100, alias="REFERRALS_MAX_CONCURRENT_WORKFLOW_TASKS", ge=2
     )
