@@ -1,4 +1,4 @@
-"""`python -m bench lifecycle|open|heap|burst --referrals N [--json]`."""
+"""`python -m bench lifecycle|open|heap|burst|compare ... [--json]`."""
 
 import asyncio
 import json
@@ -123,6 +123,52 @@ def burst(
     """N respond deadlines falling due in the same second, against N bare timers."""
     result = asyncio.run(burst_deadlines(referrals, window))
     print(json.dumps(result) if as_json else result)
+
+
+@app.command("compare")
+def compare_command(
+    variants: Annotated[
+        list[str],
+        typer.Argument(
+            help="Worker environments, each KEY=VALUE[,KEY=VALUE...]; '' for the defaults."
+        ),
+    ],
+    referrals: Annotated[int, typer.Option(min=10, help="Lifecycles per loop.")] = 150,
+    in_flight: Annotated[int, typer.Option(min=1, help="Closed-loop concurrency.")] = 50,
+    rounds: Annotated[int, typer.Option(min=1, help="Loops of each variant.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Worker settings against each other on one dev server: closed loops in rounds, the
+    order rotating; CPU per lifecycle of the server and the worker, workflow tasks, rate."""
+    from bench.compare import Variant, run_compare
+
+    try:
+        parsed = [Variant.parse(text) for text in variants]
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="VARIANTS") from None
+    if len(set(parsed)) < 2:
+        raise typer.BadParameter("give at least two different variants", param_hint="VARIANTS")
+    result = run_compare(parsed, referrals, in_flight, rounds)
+    if as_json:
+        print(json.dumps(result))
+        return
+    table = Table(
+        "Variant", "Server ms", "Worker ms", "Workflow tasks", "Activities", "Lifecycles/s"
+    )
+    for variant in result["variants"]:
+        table.add_row(
+            variant["variant"],
+            *(
+                str(variant[key])
+                for key in ("server_ms", "worker_ms", "workflow_tasks", "activities", "per_s")
+            ),
+        )
+    console = Console()
+    console.print(table)
+    console.print(
+        f"Medians of {rounds} rounds of {referrals} lifecycles ({in_flight} in flight); "
+        "CPU and workflow tasks per lifecycle."
+    )
 
 
 if __name__ == "__main__":

@@ -141,7 +141,7 @@ def bench_rfi(run: str, key: str) -> Rfi:
     )
 
 
-def referral_lifecycle(archive: ArchiveStore, run: str) -> Lifecycle:
+def referral_lifecycle(archive: ArchiveStore, run: str, queue: str = REFERRAL_QUEUE) -> Lifecycle:
     close = str((datetime.now(UTC) + timedelta(days=90)).date())
     steps: list[tuple[str, dict[str, Any]]] = [
         ("interested", {}),
@@ -156,7 +156,7 @@ def referral_lifecycle(archive: ArchiveStore, run: str) -> Lifecycle:
         rfi = bench_rfi(run, key)
         # The real submit path: the archive is consulted, then the workflow started.
         known = await asyncio.to_thread(archive.existing, [referral_workflow_id(rfi.id, PARTNER)])
-        await referrals.submit(client, rfi, [PARTNER], task_queue=REFERRAL_QUEUE, archived=known)
+        await referrals.submit(client, rfi, [PARTNER], task_queue=queue, archived=known)
         for action, payload in steps:
             began = time.perf_counter()
             await referrals.act(client, rfi.id, PARTNER, action, payload)

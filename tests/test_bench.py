@@ -13,6 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from bench.baseline import BaselineInput, BaselineWorkflow, noop
+from bench.compare import Variant, rotated
 from tests.conftest import ROOT
 from workflows import RESPOND_BY_KEY, STATUS_KEY
 
@@ -123,3 +124,40 @@ async def test_the_baseline_with_visibility_makes_the_referrals_temporal_command
                 assert upserts == 0
                 assert EventType.EVENT_TYPE_TIMER_STARTED not in events
                 assert attributes.get(STATUS_KEY) is None
+
+
+def test_compare_runs_every_variant_in_every_round() -> None:
+    result = bench(
+        "compare",
+        "REFERRALS_MAX_CONCURRENT_ACTIVITIES=2",
+        "",
+        *("--referrals", "10", "--in-flight", "5", "--rounds", "2"),
+    )
+    variants = result["variants"]
+    assert [v["variant"] for v in variants] == ["REFERRALS_MAX_CONCURRENT_ACTIVITIES=2", "defaults"]
+    assert [v["env"] for v in variants] == [{"REFERRALS_MAX_CONCURRENT_ACTIVITIES": "2"}, {}]
+    for variant in variants:
+        assert len(variant["by_round"]) == 2
+        assert min(variant[key] for key in ("server_ms", "worker_ms", "per_s")) > 0
+        # A referral driven to Won: the lead and details emails, two archive writes or more.
+        assert variant["activities"] >= 4
+        assert variant["workflow_tasks"] >= 3
+
+
+def test_compare_variants_parse_or_say_what_is_wrong() -> None:
+    assert Variant.parse("A=1, B=x=y") == Variant("A=1, B=x=y", {"A": "1", "B": "x=y"})
+    assert Variant.parse(" ") == Variant("defaults", {})
+    with pytest.raises(ValueError, match="'A' is not KEY=VALUE"):
+        Variant.parse("A")
+    variants = [Variant.parse(f"N={n}") for n in range(3)]
+    orders = [[v.env["N"] for v in rotated(variants, r)] for r in range(3)]
+    assert orders == [["0", "1", "2"], ["1", "2", "0"], ["2", "0", "1"]]  # each first once
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "compare", "A=1", "oops"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "'oops' is not KEY=VALUE" in done.stderr

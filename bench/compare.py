@@ -1,0 +1,127 @@
+"""`python -m bench compare VARIANT...`: worker settings against each other, paired.
+
+Each variant is `python worker.py` with some environment on its own task queue, all on one
+fresh dev server (SQLite, as `bench lifecycle`). Closed loops of N lifecycles (submit,
+interested, accept, won, result) run in rounds; every variant runs once a round, in an
+order that rotates from round to round, so that the machine's drift falls on all of them
+alike. The server's CPU during a variant's loop is that variant's. Separate runs of `bench
+lifecycle` a few minutes apart differ by more than most changes to a setting; this does not.
+"""
+
+import asyncio
+import contextlib
+import statistics
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+
+from archive.database import create_archive_engine, upgrade
+from archive.store import ArchiveStore
+from bench.lifecycle import (
+    closed_loop,
+    connect,
+    cpu_s,
+    referral_lifecycle,
+    round_trips,
+    started,
+    worker_environment,
+)
+from starter.dev import dev_server_command, free_port
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    env: dict[str, str]
+
+    @classmethod
+    def parse(cls, text: str) -> "Variant":
+        """`KEY=VALUE[,KEY=VALUE...]`, or an empty string for the worker's defaults."""
+        env: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            key, equals, value = item.partition("=")
+            if not equals or not key:
+                raise ValueError(f"{item!r} is not KEY=VALUE")
+            env[key] = value
+        return cls(text.strip() or "defaults", env)
+
+
+def rotated(variants: list[Variant], round_: int) -> list[Variant]:
+    shift = round_ % len(variants)
+    return variants[shift:] + variants[:shift]
+
+
+async def compare(
+    variants: list[Variant], count: int, in_flight: int, rounds: int
+) -> dict[str, Any]:
+    port = free_port()
+    work = Path(tempfile.mkdtemp(prefix="referrals-compare-"))
+    address = f"127.0.0.1:{port}"
+    run = uuid.uuid4().hex[:8]
+    queues = {variant: f"bench-compare-{index}" for index, variant in enumerate(variants)}
+    envs = {}
+    for variant, queue in queues.items():
+        (work / queue).mkdir()
+        envs[variant] = worker_environment(work / queue, address, queue, **variant.env)
+        upgrade(create_archive_engine(envs[variant]["REFERRALS_DATABASE_URL"]))
+    # The submit path consults an archive; any variant's will do.
+    archive = ArchiveStore(create_archive_engine(envs[variants[0]]["REFERRALS_DATABASE_URL"]))
+    figures: dict[Variant, list[dict[str, float]]] = {variant: [] for variant in variants}
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(
+            started([*dev_server_command(work / "temporal.db", port, free_port()), "--headless"])
+        )
+        workers = {
+            variant: stack.enter_context(started([sys.executable, "worker.py"], env))
+            for variant, env in envs.items()
+        }
+        progress = stack.enter_context(Progress(console=Console(stderr=True)))
+        client = await connect(address)
+        for queue in queues.values():
+            lifecycle = referral_lifecycle(archive, run, queue)
+            await closed_loop(client, lifecycle, 10, 5, f"warm-up-{queue}", progress)
+        for round_ in range(rounds):
+            for variant in rotated(variants, round_):
+                queue = queues[variant]
+                lifecycle = referral_lifecycle(archive, run, queue)
+                server_was, worker_was = cpu_s(server.pid), cpu_s(workers[variant].pid)
+                load = await closed_loop(
+                    client, lifecycle, count, in_flight, f"{queue}-{round_ + 1}", progress
+                )
+                server_s = cpu_s(server.pid) - server_was
+                worker_s = cpu_s(workers[variant].pid) - worker_was
+                trips = await round_trips(client, load.workflow_ids, 50)
+                figures[variant].append(
+                    {
+                        "server_ms": round(server_s * 1000 / count, 1),
+                        "worker_ms": round(worker_s * 1000 / count, 1),
+                        "workflow_tasks": trips["workflow_tasks"],
+                        "activities": trips["activities"],
+                        "per_s": round(load.achieved_per_s, 2),
+                    }
+                )
+    return {
+        "referrals": count,
+        "in_flight": in_flight,
+        "rounds": rounds,
+        "variants": [
+            {
+                "variant": variant.label,
+                "env": variant.env,
+                # Medians over the rounds; CPU per lifecycle, workflow tasks per lifecycle.
+                **{key: round(statistics.median(one[key] for one in runs), 2) for key in runs[0]},
+                "by_round": runs,
+            }
+            for variant, runs in figures.items()
+        ],
+    }
+
+
+def run_compare(variants: list[Variant], count: int, in_flight: int, rounds: int) -> dict[str, Any]:
+    return asyncio.run(compare(variants, count, in_flight, rounds))
