@@ -146,8 +146,9 @@ def compare_command(
         parsed = [Variant.parse(text) for text in variants]
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="VARIANTS") from None
-    if len(set(parsed)) < 2:
-        raise typer.BadParameter("give at least two different variants", param_hint="VARIANTS")
+    labels = [variant.label for variant in parsed]
+    if len(labels) < 2 or len(set(labels)) < len(labels):
+        raise typer.BadParameter("give two variants or more, each once", param_hint="VARIANTS")
     result = run_compare(parsed, referrals, in_flight, rounds)
     if as_json:
         print(json.dumps(result))

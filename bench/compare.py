@@ -16,7 +16,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.progress import Progress
@@ -33,6 +33,8 @@ from bench.lifecycle import (
     worker_environment,
 )
 from starter.dev import dev_server_command, free_port
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,10 @@ class Variant:
         return cls(text.strip() or "defaults", env)
 
 
-def rotated(variants: list[Variant], round_: int) -> list[Variant]:
-    shift = round_ % len(variants)
-    return variants[shift:] + variants[:shift]
+def rotated(items: list[T], round_: int) -> list[T]:
+    """The order of a round: each item first in turn."""
+    shift = round_ % len(items)
+    return items[shift:] + items[:shift]
 
 
 async def compare(
@@ -64,40 +67,37 @@ async def compare(
     work = Path(tempfile.mkdtemp(prefix="referrals-compare-"))
     address = f"127.0.0.1:{port}"
     run = uuid.uuid4().hex[:8]
-    queues = {variant: f"bench-compare-{index}" for index, variant in enumerate(variants)}
-    envs = {}
-    for variant, queue in queues.items():
+    queues = [f"bench-compare-{index}" for index in range(len(variants))]
+    envs = []
+    for variant, queue in zip(variants, queues, strict=True):
         (work / queue).mkdir()
-        envs[variant] = worker_environment(work / queue, address, queue, **variant.env)
-        upgrade(create_archive_engine(envs[variant]["REFERRALS_DATABASE_URL"]))
+        envs.append(worker_environment(work / queue, address, queue, **variant.env))
+        upgrade(create_archive_engine(envs[-1]["REFERRALS_DATABASE_URL"]))
     # The submit path consults an archive; any variant's will do.
-    archive = ArchiveStore(create_archive_engine(envs[variants[0]]["REFERRALS_DATABASE_URL"]))
-    figures: dict[Variant, list[dict[str, float]]] = {variant: [] for variant in variants}
+    archive = ArchiveStore(create_archive_engine(envs[0]["REFERRALS_DATABASE_URL"]))
+    figures: list[list[dict[str, float]]] = [[] for _ in variants]
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(
             started([*dev_server_command(work / "temporal.db", port, free_port()), "--headless"])
         )
-        workers = {
-            variant: stack.enter_context(started([sys.executable, "worker.py"], env))
-            for variant, env in envs.items()
-        }
+        workers = [stack.enter_context(started([sys.executable, "worker.py"], e)) for e in envs]
         progress = stack.enter_context(Progress(console=Console(stderr=True)))
         client = await connect(address)
-        for queue in queues.values():
+        for queue in queues:
             lifecycle = referral_lifecycle(archive, run, queue)
             await closed_loop(client, lifecycle, 10, 5, f"warm-up-{queue}", progress)
         for round_ in range(rounds):
-            for variant in rotated(variants, round_):
-                queue = queues[variant]
+            for index in rotated(list(range(len(variants))), round_):
+                queue, worker = queues[index], workers[index]
                 lifecycle = referral_lifecycle(archive, run, queue)
-                server_was, worker_was = cpu_s(server.pid), cpu_s(workers[variant].pid)
+                server_was, worker_was = cpu_s(server.pid), cpu_s(worker.pid)
                 load = await closed_loop(
                     client, lifecycle, count, in_flight, f"{queue}-{round_ + 1}", progress
                 )
                 server_s = cpu_s(server.pid) - server_was
-                worker_s = cpu_s(workers[variant].pid) - worker_was
+                worker_s = cpu_s(worker.pid) - worker_was
                 trips = await round_trips(client, load.workflow_ids, 50)
-                figures[variant].append(
+                figures[index].append(
                     {
                         "server_ms": round(server_s * 1000 / count, 1),
                         "worker_ms": round(worker_s * 1000 / count, 1),
@@ -118,7 +118,7 @@ async def compare(
                 **{key: round(statistics.median(one[key] for one in runs), 2) for key in runs[0]},
                 "by_round": runs,
             }
-            for variant, runs in figures.items()
+            for variant, runs in zip(variants, figures, strict=True)
         ],
     }
 

@@ -152,12 +152,17 @@ def test_compare_variants_parse_or_say_what_is_wrong() -> None:
     variants = [Variant.parse(f"N={n}") for n in range(3)]
     orders = [[v.env["N"] for v in rotated(variants, r)] for r in range(3)]
     assert orders == [["0", "1", "2"], ["1", "2", "0"], ["2", "0", "1"]]  # each first once
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "compare", "A=1", "oops"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 2
-    assert "'oops' is not KEY=VALUE" in done.stderr
+    for args, error in (
+        (["A=1", "oops"], "'oops' is not KEY=VALUE"),
+        (["A=1"], "give two variants or more, each once"),
+        (["A=1", "A=1"], "give two variants or more, each once"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "bench", "compare", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2
+        assert error in " ".join(done.stderr.replace("│", " ").split())
