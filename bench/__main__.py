@@ -140,7 +140,7 @@ def compare_command(
 ) -> None:
     """Worker settings against each other on one dev server: closed loops in rounds, the
     order rotating; CPU per lifecycle of the server and the worker, workflow tasks, rate."""
-    from bench.compare import Variant, run_compare
+    from bench.compare import Variant, WorkerExited, run_compare
 
     try:
         parsed = [Variant.parse(text) for text in variants]
@@ -149,7 +149,11 @@ def compare_command(
     labels = [variant.label for variant in parsed]
     if len(labels) < 2 or len(set(labels)) < len(labels):
         raise typer.BadParameter("give two variants or more, each once", param_hint="VARIANTS")
-    result = run_compare(parsed, referrals, in_flight, rounds)
+    try:
+        result = run_compare(parsed, referrals, in_flight, rounds)
+    except WorkerExited as error:
+        Console(stderr=True).print(f"error: {error}")
+        raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(result))
         return

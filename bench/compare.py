@@ -11,9 +11,11 @@ lifecycle` a few minutes apart differ by more than most changes to a setting; th
 import asyncio
 import contextlib
 import statistics
+import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,6 +56,28 @@ class Variant:
         return cls(text.strip() or "defaults", env)
 
 
+class WorkerExited(RuntimeError):
+    pass
+
+
+async def while_running(
+    work: Awaitable[T], workers: list[subprocess.Popen[bytes]], variants: list[Variant]
+) -> T:
+    """`work`, stopped with one clear error if a variant's worker exits meanwhile (a bad
+    setting stops `python worker.py` at start, and its referrals would wait forever)."""
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        for worker, variant in zip(workers, variants, strict=True):
+            if worker.poll() is not None:
+                task.cancel()
+                raise WorkerExited(
+                    f"the worker of variant {variant.label!r} exited with code "
+                    f"{worker.returncode}; `python worker.py` with that environment says why"
+                )
+        await asyncio.wait({task}, timeout=0.5)
+    return task.result()
+
+
 def rotated(items: list[T], round_: int) -> list[T]:
     """The order of a round: each item first in turn."""
     shift = round_ % len(items)
@@ -85,15 +109,17 @@ async def compare(
         client = await connect(address)
         for queue in queues:
             lifecycle = referral_lifecycle(archive, run, queue)
-            await closed_loop(client, lifecycle, 10, 5, f"warm-up-{queue}", progress)
+            warm_up = closed_loop(client, lifecycle, 10, 5, f"warm-up-{queue}", progress)
+            await while_running(warm_up, workers, variants)
         for round_ in range(rounds):
             for index in rotated(list(range(len(variants))), round_):
                 queue, worker = queues[index], workers[index]
                 lifecycle = referral_lifecycle(archive, run, queue)
                 server_was, worker_was = cpu_s(server.pid), cpu_s(worker.pid)
-                load = await closed_loop(
+                loop = closed_loop(
                     client, lifecycle, count, in_flight, f"{queue}-{round_ + 1}", progress
                 )
+                load = await while_running(loop, workers, variants)
                 server_s = cpu_s(server.pid) - server_was
                 worker_s = cpu_s(worker.pid) - worker_was
                 trips = await round_trips(client, load.workflow_ids, 50)

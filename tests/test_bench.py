@@ -166,3 +166,16 @@ def test_compare_variants_parse_or_say_what_is_wrong() -> None:
         )
         assert done.returncode == 2
         assert error in " ".join(done.stderr.replace("│", " ").split())
+
+
+def test_compare_stops_with_one_error_when_a_variant_cannot_run() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "compare", "REFERRALS_MAX_CONCURRENT_ACTIVITIES=0", ""],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    message = " ".join(done.stderr.split())
+    assert "error: the worker of variant 'REFERRALS_MAX_CONCURRENT_ACTIVITIES=0' exited" in message
