@@ -31,10 +31,11 @@ from bench.lifecycle import (
     cpu_s,
     referral_lifecycle,
     round_trips,
+    server_command,
     started,
     worker_environment,
 )
-from starter.dev import dev_server_command, free_port
+from starter.dev import free_port
 
 T = TypeVar("T")
 
@@ -101,9 +102,7 @@ async def compare(
     archive = ArchiveStore(create_archive_engine(envs[0]["REFERRALS_DATABASE_URL"]))
     figures: list[list[dict[str, float]]] = [[] for _ in variants]
     with contextlib.ExitStack() as stack:
-        server = stack.enter_context(
-            started([*dev_server_command(work / "temporal.db", port, free_port()), "--headless"])
-        )
+        server = stack.enter_context(started(server_command(work, port)))
         workers = [stack.enter_context(started([sys.executable, "worker.py"], e)) for e in envs]
         progress = stack.enter_context(Progress(console=Console(stderr=True)))
         client = await connect(address)

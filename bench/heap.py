@@ -22,10 +22,10 @@ from rich.console import Console
 from rich.progress import Progress
 
 from archive.database import create_archive_engine, upgrade
-from bench.lifecycle import connect, started, worker_environment
+from bench.lifecycle import connect, server_command, started, worker_environment
 from bench.waiting import archived, in_batches, rfi
 from starter import referrals
-from starter.dev import dev_server_command, free_port
+from starter.dev import free_port
 from starter.settings import Settings
 from worker import build_worker
 
@@ -46,7 +46,7 @@ async def heap_per_open_referral(count: int, cache: int) -> dict[str, Any]:
     )
     settings = Settings.model_validate(env)
     upgrade(create_archive_engine(settings.database_url))
-    command = [*dev_server_command(work / "temporal.db", port, free_port()), "--headless"]
+    command = server_command(work, port)
     run = uuid.uuid4().hex[:8]
     respond = timedelta(hours=1)
     now = datetime.now(UTC)

@@ -90,6 +90,11 @@ def worker_environment(work: Path, address: str, queue: str, **extra: str) -> di
     }
 
 
+def server_command(work: Path, port: int) -> list[str]:
+    """The dev server as `./scripts/dev` runs it, on a SQLite file under `work`, no UI."""
+    return [*dev_server_command(work / "temporal.db", port, free_port()), "--headless"]
+
+
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds the process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -277,7 +282,7 @@ async def run_lifecycle(
 ) -> dict[str, Any]:
     port = free_port()
     work = Path(tempfile.mkdtemp(prefix="referrals-bench-"))
-    command = [*dev_server_command(work / "temporal.db", port, free_port()), "--headless"]
+    command = server_command(work, port)
     if in_memory:
         at = command.index("--db-filename")
         del command[at : at + 2]

@@ -27,9 +27,9 @@ from temporalio.client import Client
 from archive.database import create_archive_engine, upgrade
 from archive.schema import ReferralRow
 from bench.baseline import BASELINE_QUEUE, WaitingBaseline
-from bench.lifecycle import connect, started, worker_environment
+from bench.lifecycle import connect, server_command, started, worker_environment
 from starter import referrals
-from starter.dev import dev_server_command, free_port
+from starter.dev import free_port
 from workflows.models import Rfi
 
 REFERRAL_QUEUE = "bench-waiting"
@@ -114,7 +114,7 @@ async def run_stack(cache: int, body: Any) -> dict[str, Any]:
         work, address, REFERRAL_QUEUE, REFERRALS_MAX_CACHED_WORKFLOWS=str(cache)
     )
     upgrade(create_archive_engine(env["REFERRALS_DATABASE_URL"]))
-    command = [*dev_server_command(work / "temporal.db", port, free_port()), "--headless"]
+    command = server_command(work, port)
     with (
         started(command) as server,
         started([sys.executable, "worker.py"], env) as worker,
