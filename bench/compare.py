@@ -30,6 +30,7 @@ from bench.lifecycle import (
     connect,
     cpu_s,
     referral_lifecycle,
+    rotated,
     round_trips,
     server_command,
     started,
@@ -37,7 +38,7 @@ from bench.lifecycle import (
 )
 from starter.dev import free_port
 
-T = TypeVar("T")
+T = TypeVar("T")  # what while_running waits for
 
 
 @dataclass(frozen=True)
@@ -79,12 +80,6 @@ async def while_running(
     return task.result()
 
 
-def rotated(items: list[T], round_: int) -> list[T]:
-    """The order of a round: each item first in turn."""
-    shift = round_ % len(items)
-    return items[shift:] + items[:shift]
-
-
 async def compare(
     variants: list[Variant], count: int, in_flight: int, rounds: int
 ) -> dict[str, Any]:
@@ -106,14 +101,13 @@ async def compare(
         workers = [stack.enter_context(started([sys.executable, "worker.py"], e)) for e in envs]
         progress = stack.enter_context(Progress(console=Console(stderr=True)))
         client = await connect(address)
-        for queue in queues:
-            lifecycle = referral_lifecycle(archive, run, queue)
+        lifecycles = [referral_lifecycle(archive, run, queue) for queue in queues]
+        for queue, lifecycle in zip(queues, lifecycles, strict=True):
             warm_up = closed_loop(client, lifecycle, 10, 5, f"warm-up-{queue}", progress)
             await while_running(warm_up, workers, variants)
         for round_ in range(rounds):
             for index in rotated(list(range(len(variants))), round_):
-                queue, worker = queues[index], workers[index]
-                lifecycle = referral_lifecycle(archive, run, queue)
+                queue, worker, lifecycle = queues[index], workers[index], lifecycles[index]
                 server_was, worker_was = cpu_s(server.pid), cpu_s(worker.pid)
                 loop = closed_loop(
                     client, lifecycle, count, in_flight, f"{queue}-{round_ + 1}", progress

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.progress import Progress
@@ -42,6 +42,7 @@ from workflows.visibility import start_attributes
 ROOT = Path(__file__).resolve().parent.parent
 REFERRAL_QUEUE = "bench-referrals"
 PARTNER = "globex"
+T = TypeVar("T")
 # Runs one lifecycle, appends its actions' latencies, returns its workflow id.
 Lifecycle = Callable[[Client, str, list[float]], Awaitable[str]]
 # What Temporal did for a lifecycle, counted in its history.
@@ -159,14 +160,14 @@ def referral_lifecycle(archive: ArchiveStore, run: str, queue: str = REFERRAL_QU
 
     async def lifecycle(client: Client, key: str, latencies: list[float]) -> str:
         rfi = bench_rfi(run, key)
+        workflow_id = referral_workflow_id(rfi.id, PARTNER)
         # The real submit path: the archive is consulted, then the workflow started.
-        known = await asyncio.to_thread(archive.existing, [referral_workflow_id(rfi.id, PARTNER)])
+        known = await asyncio.to_thread(archive.existing, [workflow_id])
         await referrals.submit(client, rfi, [PARTNER], task_queue=queue, archived=known)
         for action, payload in steps:
             began = time.perf_counter()
             await referrals.act(client, rfi.id, PARTNER, action, payload)
             latencies.append(time.perf_counter() - began)
-        workflow_id = referral_workflow_id(rfi.id, PARTNER)
         await client.get_workflow_handle(workflow_id).result()
         return workflow_id
 
@@ -230,13 +231,18 @@ async def open_loop(
     return Load(label, round(rate, 2), count / (time.perf_counter() - began), latencies)
 
 
+def rotated(items: list[T], round_: int) -> list[T]:
+    """The order of a round: each item first in turn."""
+    shift = round_ % len(items)
+    return items[shift:] + items[:shift]
+
+
 def schedule(rounds: int) -> Iterator[tuple[str, str]]:
     """(system, label) of each run of a load: rounds with both systems back to back, the
     first alternating, so that a drift of the machine (another process, the server's own
     housekeeping) does not always favour the same one. Labels go into workflow ids."""
     for round_ in range(rounds):
-        pair = ("baseline", "referrals") if round_ % 2 == 0 else ("referrals", "baseline")
-        for system in pair:
+        for system in rotated(["baseline", "referrals"], round_):
             yield system, f"{system}-{round_ + 1}of{rounds}"
 
 

@@ -13,7 +13,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from bench.baseline import BaselineInput, BaselineWorkflow, noop
-from bench.compare import Variant, rotated
+from bench.compare import Variant
+from bench.lifecycle import rotated
 from tests.conftest import ROOT
 from workflows import RESPOND_BY_KEY, STATUS_KEY
 
