@@ -13,42 +13,25 @@ status, and `RespondBy` set at `interested` and unset at `accept`), and the deci
 from `interested` to `accept`, as in referrals' histories in this bench (`interested`
 arrives with the first workflow task, before any respond timer starts). Against it, what is
 left is the referral's own work.
-`python -m bench.baseline [MAX_CACHED_WORKFLOWS]` runs the worker of both baselines.
+`python -m bench.baseline_worker [MAX_CACHED_WORKFLOWS]` runs the worker of both baselines.
+As the referral's workflow module, this one holds the workflow alone: the sandbox imports it
+afresh for every workflow, and what it shares with `WaitingBaseline` is passed through.
 """
 
 import asyncio
-import os
-import signal
-import sys
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from temporalio import activity, workflow
-from temporalio.client import Client
+from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
+    from bench.bare import TIMEOUT, BaselineInput, noop, noop_task
     from workflows import RESPOND_BY_KEY, STATUS_KEY
 
-BASELINE_QUEUE = "bench-baseline"
 AFTER = {"interested": 1, "accept": 0, "won": 1}
 STATUS_AFTER = {"interested": "Evaluating", "accept": "Negotiating", "won": "Won"}
 DECIDE_WITHIN = timedelta(days=7)
-TIMEOUT = timedelta(seconds=30)
-
-
-@dataclass
-class BaselineInput:
-    referral_id: str
-    visibility: bool = False  # also the referral's search attributes, upserts and timer
-
-
-@activity.defn(name="noop")
-async def noop(step: str) -> str:
-    return step
 
 
 @workflow.defn(name="BaselineWorkflow")
@@ -63,7 +46,7 @@ class BaselineWorkflow:
     @workflow.run
     async def run(self, input: BaselineInput) -> int:
         await workflow.execute_local_activity(noop, "look-up", start_to_close_timeout=TIMEOUT)
-        self.tasks += [_noop(step) for step in ("lead", "archive")]
+        self.tasks += [noop_task(step) for step in ("lead", "archive")]
         await workflow.wait_condition(lambda: "won" in self.steps)
         await asyncio.gather(*self.tasks)
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -71,7 +54,7 @@ class BaselineWorkflow:
 
     async def _act(self, name: str) -> list[str]:
         self.steps.append(name)
-        self.tasks += [_noop(name) for _ in range(AFTER[name])]
+        self.tasks += [noop_task(name) for _ in range(AFTER[name])]
         if self.visibility:
             self._as_a_referral(name)
         return list(self.steps)
@@ -97,50 +80,3 @@ class BaselineWorkflow:
     @workflow.update
     async def won(self) -> list[str]:
         return await self._act("won")
-
-
-@workflow.defn(name="WaitingBaseline")
-class WaitingBaseline:
-    """For `bench open` and `bench burst`, a referral that becomes Missed: the look-up (a
-    local activity); the lead email and the archive write side by side; a timer until the
-    deadline; then the suggestions followed by the reroute email, beside the archive write."""
-
-    @workflow.run
-    async def run(self, due: datetime) -> str:
-        await workflow.execute_local_activity(noop, "look-up", start_to_close_timeout=TIMEOUT)
-        await asyncio.gather(_noop("lead"), _noop("archive"))
-        await workflow.sleep(max(timedelta(0), due - workflow.now()))
-        await asyncio.gather(_reroute(), _noop("archive"))
-        return "Missed"
-
-
-def _noop(step: str) -> asyncio.Task[str]:
-    return asyncio.create_task(
-        workflow.execute_activity(noop, step, start_to_close_timeout=TIMEOUT)
-    )
-
-
-async def _reroute() -> str:
-    await workflow.execute_activity(noop, "suggest", start_to_close_timeout=TIMEOUT)
-    return await workflow.execute_activity(noop, "reroute", start_to_close_timeout=TIMEOUT)
-
-
-async def main(cache: int) -> None:
-    client = await Client.connect(
-        os.environ.get("TEMPORAL_ADDRESS", "localhost:7233"), data_converter=pydantic_data_converter
-    )
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    async with Worker(
-        client,
-        task_queue=BASELINE_QUEUE,
-        workflows=[BaselineWorkflow, WaitingBaseline],
-        activities=[noop],
-        max_cached_workflows=cache,
-    ):
-        await stop.wait()
-
-
-if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000))

@@ -32,7 +32,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from archive.database import create_archive_engine, upgrade
 from archive.store import ArchiveStore
-from bench.baseline import BASELINE_QUEUE, BaselineInput, BaselineWorkflow
+from bench.bare import BASELINE_QUEUE, BaselineInput
+from bench.baseline import BaselineWorkflow
 from starter import referrals
 from starter.dev import dev_server_command, free_port
 from workflows.lifecycle import Referral
@@ -301,7 +302,7 @@ async def run_lifecycle(
     with (
         started(command) as server,
         started([sys.executable, "worker.py"], env) as worker,
-        started([sys.executable, "-m", "bench.baseline"], env) as bare,
+        started([sys.executable, "-m", "bench.baseline_worker"], env) as bare,
         Progress(console=Console(stderr=True)) as progress,
     ):
         client = await connect(address)

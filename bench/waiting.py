@@ -26,8 +26,9 @@ from temporalio.client import Client
 
 from archive.database import create_archive_engine, upgrade
 from archive.schema import ReferralRow
-from bench.baseline import BASELINE_QUEUE, WaitingBaseline
+from bench.bare import BASELINE_QUEUE
 from bench.lifecycle import connect, server_command, started, worker_environment
+from bench.waiting_baseline import WaitingBaseline
 from starter import referrals
 from starter.dev import free_port
 from workflows.models import Rfi
@@ -118,7 +119,7 @@ async def run_stack(cache: int, body: Any) -> dict[str, Any]:
     with (
         started(command) as server,
         started([sys.executable, "worker.py"], env) as worker,
-        started([sys.executable, "-m", "bench.baseline", str(cache)], env) as bare,
+        started([sys.executable, "-m", "bench.baseline_worker", str(cache)], env) as bare,
     ):
         client = await connect(address)
         await asyncio.sleep(3)  # both workers connected and idle

@@ -12,7 +12,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from bench.baseline import BaselineInput, BaselineWorkflow, noop
+from bench.bare import BaselineInput, noop
+from bench.baseline import BaselineWorkflow
 from bench.compare import Variant
 from bench.lifecycle import rotated
 from tests.conftest import ROOT

@@ -1,0 +1,45 @@
+"""`python -m bench.baseline_worker [MAX_CACHED_WORKFLOWS]`: the worker of both baselines.
+
+Apart from the workflows, so that the sandbox imports each bare workflow as it imports the
+referral's: from a module that holds the workflow alone, with bytecode (the package compiled
+here, as `worker.py` compiles the workflow package). Not from the source of a `__main__`
+script with both workflows, a dataclass and an activity, compiled and run again for every
+workflow: 3-4 ms of the bare worker's CPU a workflow that Temporal itself does not need.
+"""
+
+import asyncio
+import compileall
+import os
+import signal
+import sys
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from bench.bare import BASELINE_QUEUE, noop
+from bench.baseline import BaselineWorkflow
+from bench.waiting_baseline import WaitingBaseline
+
+
+async def main(cache: int) -> None:
+    compileall.compile_dir(Path(__file__).parent, maxlevels=0, quiet=2)
+    client = await Client.connect(
+        os.environ.get("TEMPORAL_ADDRESS", "localhost:7233"), data_converter=pydantic_data_converter
+    )
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    async with Worker(
+        client,
+        task_queue=BASELINE_QUEUE,
+        workflows=[BaselineWorkflow, WaitingBaseline],
+        activities=[noop],
+        max_cached_workflows=cache,
+    ):
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000))
