@@ -6,6 +6,8 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,32 +29,98 @@ def depends(service: dict[str, Any]) -> dict[str, str]:
     return {name: spec["condition"] for name, spec in service.get("depends_on", {}).items()}
 
 
-def test_docker_compose_accepts_the_file() -> None:
+KEYS = f"ci:{base64.b64encode(bytes(32)).decode()}"
+TOKEN = "ci-codec-token"
+LOOPBACK_OR_OVERRIDE = re.compile(r"^(\$\{REFERRALS_BIND_ADDRESS:-127\.0\.0\.1\}|127\.0\.0\.1):")
+
+
+Config = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def compose_config(tmp_path: Path) -> Config:
+    """`docker-compose config` with only the given variables: no .env file, nothing inherited."""
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.skip("Debian's docker-compose is not installed: `apt-get install docker-compose`")
-    key = f"ci:{base64.b64encode(bytes(32)).decode()}"
-    result = subprocess.run(
-        [binary, "-f", str(COMPOSE), "config", "-q"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "REFERRALS_CODEC_KEYS": key},
-    )
+    no_env_file = tmp_path / "empty.env"
+    no_env_file.touch()
+    inherited = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+
+    def config(**variables: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [binary, "-f", str(COMPOSE), "--env-file", str(no_env_file), "config"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**inherited, **variables},
+        )
+
+    return config
+
+
+def test_docker_compose_accepts_the_file(compose_config: Config) -> None:
+    result = compose_config(REFERRALS_CODEC_KEYS=KEYS, REFERRALS_CODEC_TOKEN=TOKEN)
     assert result.returncode == 0, result.stderr
     # Without encryption keys the stack refuses to start, saying which variable is missing.
-    unset = {k: v for k, v in os.environ.items() if k != "REFERRALS_CODEC_KEYS"}
-    refused = subprocess.run(
-        [binary, "-f", str(COMPOSE), "config", "-q"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=unset,
-    )
+    refused = compose_config(REFERRALS_CODEC_TOKEN=TOKEN)
     assert refused.returncode != 0
-    assert "REFERRALS_CODEC_KEYS" in refused.stderr
+    assert "set REFERRALS_CODEC_KEYS to KEYID:BASE64KEY" in refused.stderr
+
+
+@pytest.mark.parametrize("token", [None, ""])
+def test_the_stack_refuses_to_start_without_a_codec_token(
+    compose_config: Config, token: str | None
+) -> None:
+    variables = {"REFERRALS_CODEC_KEYS": KEYS}
+    if token is not None:
+        variables["REFERRALS_CODEC_TOKEN"] = token
+    refused = compose_config(**variables)
+    assert refused.returncode != 0
+    assert "set REFERRALS_CODEC_TOKEN to a long random secret" in refused.stderr
+
+
+def published_hosts(config: str) -> dict[str, list[str]]:
+    """The host address of each published port, per service, from `docker-compose config`."""
+    hosts: dict[str, list[str]] = {}
+    for name, service in yaml.safe_load(config)["services"].items():
+        for port in service.get("ports", []):
+            # docker-compose 1.x prints "127.0.0.1:8080:8080/tcp"; Compose v2 a mapping.
+            if isinstance(port, dict):
+                host = port.get("host_ip", "")
+            else:
+                host = port.rsplit(":", 2)[0] if port.count(":") >= 2 else ""
+            hosts.setdefault(name, []).append(host)
+    return hosts
+
+
+def test_published_ports_listen_on_loopback_unless_told_otherwise(compose_config: Config) -> None:
+    default = compose_config(REFERRALS_CODEC_KEYS=KEYS, REFERRALS_CODEC_TOKEN=TOKEN)
+    assert default.returncode == 0, default.stderr
+    hosts = published_hosts(default.stdout)
+    assert set(hosts) == {"temporal", "temporal-ui", "codec-server", "archive-db"}
+    assert all(host == ["127.0.0.1"] for host in hosts.values()), hosts
+
+    override = compose_config(
+        REFERRALS_CODEC_KEYS=KEYS, REFERRALS_CODEC_TOKEN=TOKEN, REFERRALS_BIND_ADDRESS="0.0.0.0"
+    )
+    assert override.returncode == 0, override.stderr
+    assert published_hosts(override.stdout) == {
+        "temporal": ["0.0.0.0"],
+        "temporal-ui": ["0.0.0.0"],
+        "codec-server": ["0.0.0.0"],
+        "archive-db": ["127.0.0.1"],  # for the `referrals` command on this host only
+    }
+
+
+def test_every_published_port_names_its_host_address(stack: dict[str, Any]) -> None:
+    # Without docker-compose: a port without an address would listen on every interface.
+    ports = {name: service["ports"] for name, service in stack.items() if "ports" in service}
+    assert ports, "no published port?"
+    for name, entries in ports.items():
+        for entry in entries:
+            assert LOOPBACK_OR_OVERRIDE.match(entry), f"{name}: {entry}"
 
 
 def test_the_services_the_readme_promises(stack: dict[str, Any]) -> None:
@@ -76,10 +144,14 @@ def test_the_services_the_readme_promises(stack: dict[str, Any]) -> None:
 def test_encryption_codec_server_and_metrics(stack: dict[str, Any]) -> None:
     codec = stack["codec-server"]
     assert codec["command"][:2] == ["referrals", "codec-server"]
-    assert codec["ports"] == ["${CODEC_SERVER_PORT:-8081}:8081"]
-    assert stack["temporal-ui"]["environment"]["TEMPORAL_CODEC_ENDPOINT"] == (
-        "${CODEC_SERVER_URL:-http://localhost:8081}"
-    )
+    assert codec["ports"] == [
+        "${REFERRALS_BIND_ADDRESS:-127.0.0.1}:${CODEC_SERVER_PORT:-8081}:8081"
+    ]
+    ui = stack["temporal-ui"]["environment"]
+    assert ui["TEMPORAL_CODEC_ENDPOINT"] == "${CODEC_SERVER_URL:-http://localhost:8081}"
+    # The UI cannot send the token: it sends the cookie the codec server's /login sets.
+    assert ui["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
+    assert codec["environment"]["REFERRALS_CODEC_TOKEN"].startswith("${REFERRALS_CODEC_TOKEN:?")
     for service in ("worker", "codec-server"):
         assert stack[service]["environment"]["REFERRALS_CODEC_KEYS"].startswith(
             "${REFERRALS_CODEC_KEYS:?"
@@ -89,8 +161,9 @@ def test_encryption_codec_server_and_metrics(stack: dict[str, Any]) -> None:
 
 
 def test_ports(stack: dict[str, Any]) -> None:
-    assert stack["temporal"]["ports"] == ["${TEMPORAL_PORT:-7233}:7233"]
-    assert stack["temporal-ui"]["ports"] == ["${TEMPORAL_UI_PORT:-8080}:8080"]
+    bind = "${REFERRALS_BIND_ADDRESS:-127.0.0.1}"
+    assert stack["temporal"]["ports"] == [f"{bind}:${{TEMPORAL_PORT:-7233}}:7233"]
+    assert stack["temporal-ui"]["ports"] == [f"{bind}:${{TEMPORAL_UI_PORT:-8080}}:8080"]
     assert stack["archive-db"]["ports"] == ["127.0.0.1:${ARCHIVE_DB_PORT:-5433}:5432"]
 
 
