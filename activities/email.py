@@ -14,6 +14,8 @@ class EmailActivities:
 
     @activity.defn(name="send_email")
     def send_email(self, email: EmailRequest) -> EmailReceipt:
+        """Fails with the mailer's errors unchanged: REJECTED and OUTCOME_UNKNOWN
+        (`activities.mailers`) are final, anything else means nothing was sent."""
         reference = self._mailer.send(email.id, email.to, self._renderer.render(email))
         activity.logger.info("Email %s (%s) sent via %s", email.id, email.kind, self._mailer.name)
         return EmailReceipt(id=email.id, delivered_by=self._mailer.name, reference=reference)

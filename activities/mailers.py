@@ -1,19 +1,35 @@
-"""Where email goes: SendGrid's v3 API, or `.eml` files in a local outbox."""
+"""Where email goes: SendGrid's v3 API, or `.eml` files in a local outbox.
 
+What a failed send raises, for the workflow to decide whether to send again:
+
+- ``ApplicationError`` of type ``REJECTED``, non-retryable: the provider refused the message.
+- ``ApplicationError`` of type ``OUTCOME_UNKNOWN``, non-retryable: the request may have reached
+  the provider and no answer came; sending again may deliver a second copy.
+- any other error: nothing was accepted (no connection, or the provider said it cannot take the
+  message now), so Temporal may retry at once.
+
+Every copy of one email carries its id (`X-Referral-Email-Id`, the same `Message-ID`, and
+SendGrid's `custom_args`), so that a receiver can drop copies.
+"""
+
+import http.client
 import logging
 import os
+import re
 import uuid
 from email.charset import QP, Charset
 from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
-from email.utils import formataddr, getaddresses, make_msgid
+from email.utils import formataddr, getaddresses, parseaddr
 from pathlib import Path
 from typing import Protocol
+from urllib.error import URLError
+from urllib.parse import quote
 
+import sendgrid.helpers.mail as sendgrid_mail
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import CustomArg, Mail
 from temporalio.exceptions import ApplicationError
 
 from activities.rendering import RenderedEmail
@@ -21,8 +37,25 @@ from activities.rendering import RenderedEmail
 # The HTTP client logs request headers (the API key) and bodies at DEBUG: never let it.
 logging.getLogger("python_http_client").setLevel(logging.WARNING)
 
+# ApplicationError types a send fails with, both non-retryable; the workflow catches them.
+REJECTED = "EmailRejected"
+OUTCOME_UNKNOWN = "EmailOutcomeUnknown"
+
 # SendGrid answers these for a message it will never accept; anything else may pass later.
 REJECTED_STATUSES = frozenset({400, 401, 403, 404, 413})
+
+EMAIL_ID_HEADER = "X-Referral-Email-Id"
+
+
+def message_id(email_id: str, sender: str) -> str:
+    """The Message-ID of every copy of one email, whichever attempt or mailer sent it.
+
+    The id is percent-encoded, dots too, so that any id (`referral:rfi-1:acme.1-lead`) makes
+    one valid atom, and two ids never meet; the sender's domain makes it globally unique."""
+    _, at, domain = parseaddr(sender)[1].rpartition("@")
+    if not at or not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*", domain):
+        domain = "referrals.invalid"  # an internationalized domain, say: ASCII only here
+    return f"<{quote(email_id, safe='').replace('.', '%2E')}@{domain}>"
 
 
 class Mailer(Protocol):
@@ -56,8 +89,8 @@ class OutboxMailer:
         else:
             # compat32 takes a Header, which folds its encoded words (typeshed says only str).
             mail["Subject"] = Header(message.subject, "utf-8", header_name="Subject")  # type: ignore[assignment]
-        mail["Message-ID"] = make_msgid(idstring=email_id, domain="referrals.invalid")
-        mail["X-Referral-Email-Id"] = email_id
+        mail["Message-ID"] = message_id(email_id, self.sender)
+        mail[EMAIL_ID_HEADER] = email_id
         mail.attach(_text_part("plain", message.text))
         mail.attach(_text_part("html", message.html))
         content = mail.as_bytes()  # before any file exists: it may refuse a header
@@ -106,7 +139,9 @@ def _text_part(subtype: str, text: str) -> MIMENonMultipart:
 
 
 class SendGridMailer:
-    """The official SendGrid client; refusals are final, throttling and outages retry."""
+    """The official SendGrid client. Refusals are final; throttling, outages and failures to
+    connect retry; a request that may have reached SendGrid unanswered is never sent again
+    here (OUTCOME_UNKNOWN): that takes the workflow's decision."""
 
     name = "sendgrid"
 
@@ -119,28 +154,43 @@ class SendGridMailer:
     ) -> None:
         self._client = SendGridAPIClient(api_key=api_key, host=host)
         self._client.client.timeout = timeout_s
+        self._timeout_s = timeout_s
         self.sender = sender
 
     def send(self, email_id: str, to: str, message: RenderedEmail) -> str:
-        mail = Mail(
+        mail = sendgrid_mail.Mail(
             from_email=self.sender,
             to_emails=to,
             subject=message.subject,
             plain_text_content=message.text,
             html_content=message.html,
         )
-        mail.custom_arg = CustomArg("referral_email_id", email_id)
+        mail.custom_arg = sendgrid_mail.CustomArg("referral_email_id", email_id)
+        # Neither is one of SendGrid's reserved headers (x-sg-id, x-sg-eid, received,
+        # dkim-signature, Content-Type, Content-Transfer-Encoding, To, From, Subject,
+        # Reply-To, CC, BCC).
+        mail.header = [
+            sendgrid_mail.Header(EMAIL_ID_HEADER, email_id),
+            sendgrid_mail.Header("Message-ID", message_id(email_id, self.sender)),
+        ]
+        request = mail.get()  # before the request: a message that cannot be built never left
         try:
-            response = self._client.send(mail)
-        except HTTPError as error:
+            response = self._client.send(request)
+        except HTTPError as error:  # SendGrid answered: it accepted nothing
             detail = _describe(error)
             if error.status_code in REJECTED_STATUSES:
                 raise ApplicationError(
-                    f"SendGrid refused the message: {detail}",
-                    type="EmailRejected",
-                    non_retryable=True,
+                    f"SendGrid refused the message: {detail}", type=REJECTED, non_retryable=True
                 ) from None
             raise RuntimeError(f"SendGrid is unavailable: {detail}") from None
+        except URLError as error:
+            # urllib raises it only while it connects (DNS, refused, TLS handshake, connect
+            # timeout) or writes the request: SendGrid never had the whole request.
+            raise RuntimeError(f"SendGrid is unavailable: {error.reason}") from None
+        except Exception as error:  # the request was written: SendGrid may have accepted it
+            raise ApplicationError(
+                _unknown_outcome(error, self._timeout_s), type=OUTCOME_UNKNOWN, non_retryable=True
+            ) from None
         return str(response.headers.get("X-Message-Id", ""))
 
 
@@ -148,3 +198,18 @@ def _describe(error: HTTPError) -> str:
     """Status and SendGrid's error messages; never the request, which carries the key."""
     body = error.body.decode(errors="replace") if isinstance(error.body, bytes) else error.body
     return f"HTTP {error.status_code}: {str(body)[:500]}"
+
+
+def _unknown_outcome(error: Exception, timeout_s: float) -> str:
+    """What happened after the request went out; names the error's type, never its text
+    (which may quote what the server sent)."""
+    kind = type(error).__name__
+    if isinstance(error, TimeoutError):
+        what = f"SendGrid's answer did not come within {timeout_s:g} s"
+    elif isinstance(error, ConnectionError):
+        what = f"SendGrid closed the connection without an answer ({kind})"
+    elif isinstance(error, http.client.HTTPException):
+        what = f"SendGrid's answer could not be read ({kind})"
+    else:
+        what = f"the request to SendGrid failed once sent ({kind})"
+    return f"{what}: the message may have been accepted"
