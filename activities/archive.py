@@ -2,7 +2,6 @@
 
 import threading
 
-from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -10,9 +9,10 @@ from archive.database import upgrade
 from archive.store import ArchiveStore
 from workflows.models import StatusView
 
-# From this attempt on, a failing write is logged as an error: the archive is not just
-# blinking, and the referral cannot close until the write succeeds.
+# Every attempt after this many is logged as an error when it fails: the archive is not
+# just blinking, and the referral cannot close until the write succeeds.
 ALARM_AFTER_ATTEMPTS = 3
+FAILURES_METRIC = "referral_archive_failures"
 
 
 class ArchiveActivities:
@@ -26,9 +26,11 @@ class ArchiveActivities:
         """Idempotent: returns the number of transitions this call added."""
         try:
             self._ensure_schema()
-            return self._store.record(view)
-        except (SQLAlchemyError, OSError) as error:  # OSError: a SQLite file's folder
-            raise self._unavailable(error) from error
+            return self._store.record(view, activity.info().workflow_id)
+        except Exception as error:
+            # Not chained: a database's own message may quote the row it refused
+            # (PostgreSQL's "Failing row contains ..."), the customer's contact included.
+            raise self._failed(error) from None
 
     def _ensure_schema(self) -> None:
         # The database may have been down when the worker started: migrate on first use.
@@ -37,13 +39,18 @@ class ArchiveActivities:
                 upgrade(self._store.engine)
                 self._migrated = True
 
-    def _unavailable(self, error: Exception) -> ApplicationError:
-        """One line for the UI's pending activity and the worker's log; retried."""
+    def _failed(self, error: Exception) -> ApplicationError:
+        """Count the failure; one line for the UI's pending activity and the worker's log,
+        the first of the database's message (never its detail); retried."""
+        activity.metric_meter().create_counter(
+            FAILURES_METRIC, "Failed archive writes, one per attempt", "failures"
+        ).add(1)
         url = self._store.engine.url.render_as_string(hide_password=True)
-        cause = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        lines = str(getattr(error, "orig", None) or error).strip().splitlines()
+        cause = lines[0] if lines else type(error).__name__
         message = f"archive database {url} unavailable: {cause}"
         attempt = activity.info().attempt
-        if attempt >= ALARM_AFTER_ATTEMPTS:
+        if attempt > ALARM_AFTER_ATTEMPTS:
             activity.logger.error(
                 "%s (attempt %d; the referral cannot close until the archive is back)",
                 message,

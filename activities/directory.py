@@ -4,11 +4,11 @@ import json
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, EmailStr
+from pydantic import BaseModel, ConfigDict
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from workflows.models import ContactLookup, Id, PartnerContact, Text
+from workflows.models import ContactLookup, Email, Id, PartnerContact, Text
 
 
 class Profile(BaseModel):
@@ -17,7 +17,7 @@ class Profile(BaseModel):
     region: Id
     location: Text | None = None
     contact_name: Text
-    contact_email: EmailStr
+    contact_email: Email
 
 
 class Partner(BaseModel):

@@ -25,11 +25,13 @@ def archive_url(url: str | URL) -> URL:
 
 
 def create_archive_engine(url: str | URL) -> Engine:
+    """An engine whose errors never list a statement's parameters (the customer's contact)."""
     parsed = archive_url(url)
     if parsed.get_backend_name() == "postgresql":
         # Bounded well under the activities' 30 s: a hung database never holds a thread.
         engine = create_engine(
             parsed,
+            hide_parameters=True,
             pool_pre_ping=True,
             pool_timeout=10,
             connect_args={
@@ -38,7 +40,8 @@ def create_archive_engine(url: str | URL) -> Engine:
             },
         )
     else:
-        engine = create_engine(parsed)  # a SQLite file has no connection to lose
+        # A SQLite file has no connection to lose.
+        engine = create_engine(parsed, hide_parameters=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)

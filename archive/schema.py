@@ -5,6 +5,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Date,
     DateTime,
     Dialect,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -85,6 +87,9 @@ class ReferralRow(Base):
     customer_company: Mapped[str | None] = mapped_column(String(200))
     customer_email: Mapped[str | None] = mapped_column(String(320))
     customer_phone: Mapped[str | None] = mapped_column(String(200))
+    # False when the referral started after its respond deadline and was Missed at once,
+    # its partner never sent the lead: such a referral counts nowhere in its statistics.
+    offered: Mapped[bool] = mapped_column(Boolean, server_default=true())
 
     transitions: Mapped[list["TransitionRow"]] = relationship(
         back_populates="referral", order_by="TransitionRow.seq"

@@ -1,7 +1,9 @@
 """Partner statistics from the archive, and the responsiveness ranking used for reroutes.
 
 Definitions (the README repeats them):
-- referrals: the partner's referrals received in the window, open ones included;
+- referrals: the partner's referrals received in the window, open ones included, but
+  for those never offered to it (started after their respond deadline, Missed without a
+  lead), which count nowhere, neither as misses nor in responsiveness;
 - first response time: first action (of any kind) minus receipt, over answered referrals;
   the median is the middle value (mean of the two middle ones), p90 the nearest-rank
   90th percentile (the value at rank ceil(0.9 n) in ascending order);
@@ -58,7 +60,7 @@ def partner_stats(
     The database aggregates, in three grouped queries (counts, the response times at the
     ranks the median and p90 need, money per currency), so the work sent back is a few
     rows per partner however many referrals the archive holds."""
-    window: list[ColumnElement[bool]] = []
+    window: list[ColumnElement[bool]] = [ReferralRow.offered.is_(True)]
     if partner_ids is not None:
         window.append(ReferralRow.partner_id.in_(list(partner_ids)))
     if since is not None:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from archive.schema import ReferralRow, TransitionRow
 from workflows.lifecycle import CLOSED_STATUSES
-from workflows.models import Status, StatusView, Transition, referral_workflow_id
+from workflows.models import EmailKind, Status, StatusView, Transition, referral_workflow_id
 
 REFERRALS = cast(Table, ReferralRow.__table__)
 TRANSITIONS = cast(Table, TransitionRow.__table__)
@@ -32,7 +32,7 @@ class ArchiveStore:
         self.engine = engine
         self._upsert_referral, self._insert_transitions = _record_statements(engine.dialect.name)
 
-    def record(self, view: StatusView) -> int:
+    def record(self, view: StatusView, workflow_id: str | None = None) -> int:
         """Write the referral as the view shows it; returns how many transitions were new.
 
         Keyed on (workflow id, transition seq): a retried activity or a replayed workflow
@@ -41,7 +41,8 @@ class ArchiveStore:
         guarded by the transition count, an insert of the transitions that skips those
         already there), so that concurrent writers need no lock of their own.
         """
-        workflow_id = referral_workflow_id(view.rfi_id, view.partner_id)
+        # The run's own id: runs started under the earlier id scheme keep their rows.
+        workflow_id = workflow_id or referral_workflow_id(view.rfi_id, view.partner_id)
         with self.engine.begin() as connection:
             connection.execute(self._upsert_referral, _referral_values(workflow_id, view))
             if not view.transitions:
@@ -94,6 +95,17 @@ class ArchiveStore:
                 select(ReferralRow)
                 .where(ReferralRow.workflow_id == workflow_id)
                 .options(selectinload(ReferralRow.transitions))
+            )
+
+    def find(self, rfi_id: str, partner_id: str) -> ReferralRow | None:
+        """The referral of an (RFI, partner) pair, whichever id scheme its run had."""
+        with Session(self.engine) as session:
+            return session.scalar(
+                select(ReferralRow)
+                .where(ReferralRow.rfi_id == rfi_id, ReferralRow.partner_id == partner_id)
+                .options(selectinload(ReferralRow.transitions))
+                .order_by(ReferralRow.received_at.desc())
+                .limit(1)
             )
 
     def partners_of_rfi(self, rfi_id: str) -> set[str]:
@@ -173,6 +185,8 @@ def _referral_values(workflow_id: str, view: StatusView) -> dict[str, Any]:
         "customer_company": customer.company if customer else None,
         "customer_email": str(customer.email) if customer else None,
         "customer_phone": customer.phone if customer else None,
+        # The lifecycle asks for a lead unless the referral started past its respond deadline.
+        "offered": any(email.kind == EmailKind.LEAD for email in view.emails),
     }
 
 

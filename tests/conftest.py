@@ -22,7 +22,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from archive.database import archive_url
+from archive.database import archive_url, create_archive_engine, upgrade
+from archive.store import ArchiveStore
 from starter.settings import Settings
 from worker import build_worker
 from workflows import SEARCH_ATTRIBUTE_KEYS
@@ -147,6 +148,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/archive/referrals.db"
     return fresh_postgres_database(request.getfixturevalue("postgres_server_url"))
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[ArchiveStore]:
+    """A migrated, empty archive of each kind."""
+    engine = create_archive_engine(database_url)
+    upgrade(engine)
+    yield ArchiveStore(engine)
+    engine.dispose()
 
 
 def fresh_postgres_database(server_url: str) -> str:

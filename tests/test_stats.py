@@ -12,13 +12,16 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from archive.database import create_archive_engine, upgrade
-from archive.stats import partner_stats
+from archive.schema import ReferralRow
+from archive.stats import partner_stats, rank_by_responsiveness
 from archive.store import ArchiveStore
 from tests.conftest import make_rfi
 from workflows.lifecycle import Referral
-from workflows.models import PartnerContact
+from workflows.models import PartnerContact, StatusView
 
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 HOUR = 3600.0
@@ -59,14 +62,6 @@ def missed(store: ArchiveStore, partner: str) -> None:
     referral.start(contact(partner), T0)
     referral.fire_due(T0 + timedelta(days=4))
     store.record(referral.view())
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[ArchiveStore]:
-    engine = create_archive_engine(database_url)
-    upgrade(engine)
-    yield ArchiveStore(engine)
-    engine.dispose()
 
 
 def test_one_answer_and_none(store: ArchiveStore) -> None:
@@ -165,3 +160,85 @@ def test_figures_match_their_definitions(
     assert stats.p90_first_response_s == seconds[math.ceil(0.9 * len(seconds)) - 1]
     within = sum(w <= 24 * 3600 * 1000 for w in waits)
     assert stats.answered_within_24h == within / stats.referrals
+
+
+# --- A referral started after its respond deadline ------------------------------------------
+# It went straight to Missed without a lead: its partner was never offered it, so it counts
+# nowhere in the partner's statistics nor in the reroute ranking.
+
+
+def started_late(store: ArchiveStore, partner: str) -> StatusView:
+    """Started a day after its respond deadline (a backlog replayed late)."""
+    referral = Referral(make_rfi(received_at=T0.isoformat()), partner)
+    referral.start(contact(partner), T0 + timedelta(days=4))
+    view = referral.view()
+    store.record(view)
+    return view
+
+
+def offered(store: ArchiveStore) -> dict[str, list[bool]]:
+    with Session(store.engine) as session:
+        rows = session.execute(select(ReferralRow.partner_id, ReferralRow.offered)).all()
+    flags: dict[str, list[bool]] = {}
+    for partner_id, flag in rows:
+        flags.setdefault(partner_id, []).append(flag)
+    return {partner_id: sorted(f) for partner_id, f in flags.items()}
+
+
+def test_a_referral_started_after_its_deadline_is_no_miss_of_its_partner(
+    store: ArchiveStore,
+) -> None:
+    archived(store, "p", timedelta(hours=2))
+    missed(store, "p")
+    late = started_late(store, "p")
+    started_late(store, "p")
+    started_late(store, "only-late")
+    # As the lifecycle leaves it: Missed by the respond deadline, and no lead asked for.
+    assert [(t.from_, t.to, t.cause.kind, t.cause.name) for t in late.transitions] == [
+        ("New", "Missed", "deadline", "respond")
+    ]
+    assert "lead" not in [email.kind for email in late.emails]
+    assert offered(store) == {"p": [False, False, True, True], "only-late": [False]}
+
+    [p] = partner_stats(store.engine)  # a partner offered nothing has no figures at all
+    assert p.partner_id == "p"
+    assert p.referrals == 2  # the answered one and the one missed after its lead
+    assert (p.miss_rate, p.answered_within_24h, p.accept_rate) == (1 / 2, 1 / 2, 0.0)
+    assert (p.median_first_response_s, p.p90_first_response_s) == (2 * HOUR, 2 * HOUR)
+
+
+def test_late_starts_do_not_lower_a_partner_in_the_reroute_ranking(store: ArchiveStore) -> None:
+    archived(store, "prompt", timedelta(hours=1))
+    for _ in range(3):
+        started_late(store, "prompt")
+    archived(store, "steady", timedelta(hours=1))
+    archived(store, "steady", timedelta(hours=30))
+    stats = partner_stats(store.engine, partner_ids=["prompt", "steady"])
+    assert [(s.partner_id, s.referrals, s.answered_within_24h) for s in stats] == [
+        ("prompt", 1, 1.0),
+        ("steady", 2, 0.5),
+    ]
+    assert rank_by_responsiveness(["steady", "prompt"], stats) == ["prompt", "steady"]
+
+
+def test_referrals_archived_before_the_migration_stay_counted(database_url: str) -> None:
+    """An old row cannot tell a late start from a deadline missed after the lead: it counts
+    as it did; referrals written since say which they were."""
+    engine = create_archive_engine(database_url)
+    upgrade(engine, "0001")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO referrals (workflow_id, rfi_id, partner_id, region, need,"
+                " company_size, status, transition_count, received_at, updated_at, closed_at)"
+                " VALUES ('referral-old-p', 'old', 'p', 'emea', 'n', 's', 'Missed', 1,"
+                " '2026-01-05 09:00:00', '2026-01-08 09:00:00', '2026-01-08 09:00:00')"
+            )
+        )
+    upgrade(engine)
+    store = ArchiveStore(engine)
+    started_late(store, "p")
+    assert offered(store) == {"p": [False, True]}
+    [p] = partner_stats(engine)
+    assert (p.referrals, p.miss_rate) == (1, 1.0)
+    engine.dispose()
