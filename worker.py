@@ -22,7 +22,7 @@ from activities.mailers import Mailer, OutboxMailer, SendGridMailer
 from activities.suggestions import SuggestionActivities
 from archive.database import create_archive_engine, upgrade
 from archive.store import ArchiveStore
-from starter.client import connect
+from starter.client import connect, worker_client
 from starter.codec import CodecKeyError
 from starter.settings import Settings
 from workflows.referral import ReferralWorkflow
@@ -62,7 +62,7 @@ def build_worker(
     directory.load()  # a missing or malformed directory stops the worker at start
     archive = ArchiveStore(create_archive_engine(settings.database_url))
     return Worker(
-        client,
+        worker_client(client),
         task_queue=task_queue or settings.task_queue,
         workflows=[ReferralWorkflow],
         activities=[

@@ -79,10 +79,11 @@ def history(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """One referral's timeline from the archive: every transition, its cause and times."""
-    workflow_id = referral_workflow_id(checked_id(rfi, "RFI id"), checked_id(partner, "partner id"))
-    row = open_archive().history(workflow_id)
+    rfi, partner = checked_id(rfi, "RFI id"), checked_id(partner, "partner id")
+    row = open_archive().find(rfi, partner)
     if row is None:
-        fail(f"no archived referral {workflow_id}")
+        fail(f"no archived referral {referral_workflow_id(rfi, partner)}")
+    workflow_id = row.workflow_id
     timeline = [
         {
             "seq": t.seq,

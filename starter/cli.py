@@ -47,7 +47,8 @@ def submit(
         fail("--partners names no partner")
     # Temporal forgets closed runs after the namespace's retention; the archive does not.
     archive = open_archive(migrate=True)
-    known = archive.existing(referral_workflow_id(rfi.id, p) for p in ids)
+    # By (RFI, partner): referrals archived under an earlier id scheme count too.
+    known = {referral_workflow_id(rfi.id, p) for p in archive.partners_of_rfi(rfi.id) & set(ids)}
     result = run(lambda client: referrals.submit(client, rfi, ids, archived=known))
     if as_json:
         print_json(asdict(result))
@@ -119,8 +120,11 @@ def codec_server(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8081,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
 ) -> None:
-    """Serve /encode and /decode for the Temporal UI and CLI (REFERRALS_CODEC_KEYS)."""
-    from starter.codec_server import serve
+    """Serve /encode and /decode for the Temporal UI and CLI (REFERRALS_CODEC_KEYS).
+
+    Without REFERRALS_CODEC_TOKEN it only listens on a loopback address.
+    """
+    from starter.codec_server import ExposedWithoutTokenError, serve
 
     settings = Settings()
     try:
@@ -132,7 +136,10 @@ def codec_server(
     if codec is None:
         fail("REFERRALS_CODEC_KEYS is not set: there is nothing to decode")
     token = settings.codec_token.get_secret_value() if settings.codec_token else None
-    serve(codec, host=host, port=port, cors_origin=settings.codec_cors_origin, token=token)
+    try:
+        serve(codec, host=host, port=port, cors_origin=settings.codec_cors_origin, token=token)
+    except ExposedWithoutTokenError as error:
+        fail(str(error))
 
 
 @app.command()

@@ -1,26 +1,71 @@
 """The one place that connects to Temporal, with the converter every party must share."""
 
 import dataclasses
+from typing import Any
 
+from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    EncodingPayloadConverter,
+)
 from temporalio.runtime import Runtime
 
-from starter.codec import codec_from_keys
+from starter.codec import EncryptionCodec, TolerantDecoding, codec_from_keys
 from starter.settings import Settings
+from workflows.payloads import UNDECRYPTABLE_ENCODING, Undecryptable
+
+
+class UndecryptablePayloadConverter(EncodingPayloadConverter):
+    """Reads the worker codec's marker for a payload it could not decrypt."""
+
+    @property
+    def encoding(self) -> str:
+        return UNDECRYPTABLE_ENCODING
+
+    def to_payload(self, value: Any) -> Payload | None:
+        return None  # never written: only the worker's codec makes these
+
+    def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
+        return Undecryptable(payload.data.decode(errors="replace")[:200])
+
+
+class ReferralPayloadConverter(PydanticPayloadConverter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._set_converters(*self.converters.values(), UndecryptablePayloadConverter())
 
 
 def data_converter(settings: Settings) -> DataConverter:
     """Pydantic JSON, encrypted (payloads and failure messages) when keys are configured."""
     codec = codec_from_keys(settings.codec_keys.get_secret_value() if settings.codec_keys else None)
+    converter = dataclasses.replace(
+        pydantic_data_converter, payload_converter_class=ReferralPayloadConverter
+    )
     if codec is None:
-        return pydantic_data_converter
+        return converter
     return dataclasses.replace(
-        pydantic_data_converter,
+        converter,
         payload_codec=codec,
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
+
+
+def worker_client(client: Client) -> Client:
+    """The client a worker runs on: what its codec cannot decrypt is handed on for the
+    workflow to refuse, instead of failing the workflow task (and freezing the referral)."""
+    converter = dataclasses.replace(
+        client.data_converter, payload_converter_class=ReferralPayloadConverter
+    )
+    if isinstance(converter.payload_codec, EncryptionCodec):
+        converter = dataclasses.replace(
+            converter, payload_codec=TolerantDecoding(converter.payload_codec)
+        )
+    config = client.config()
+    config["data_converter"] = converter
+    return Client(**config)
 
 
 async def connect(settings: Settings | None = None, runtime: Runtime | None = None) -> Client:

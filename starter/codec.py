@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
+from workflows.payloads import UNDECRYPTABLE_ENCODING
+
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 NONCE_BYTES = 12
@@ -72,11 +74,38 @@ class EncryptionCodec(PayloadCodec):
             raise CodecKeyError(
                 f"payload encrypted with key {key_id!r}, which is not in REFERRALS_CODEC_KEYS"
             )
+        if len(payload.data) < NONCE_BYTES:
+            raise CodecKeyError(f"payload is too short to have been encrypted with {key_id!r}")
         try:
             plain = cipher.decrypt(payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], None)
         except InvalidTag:
             raise CodecKeyError(f"payload does not decrypt with key {key_id!r}") from None
         return Payload.FromString(plain)
+
+
+class TolerantDecoding(PayloadCodec):
+    """The worker's codec: a payload it cannot decrypt is handed on as an undecryptable
+    marker, which the workflow refuses like any malformed action, instead of failing the
+    workflow task on every attempt. Encoding is unchanged."""
+
+    def __init__(self, codec: EncryptionCodec) -> None:
+        self._codec = codec
+
+    async def encode(self, payloads: Iterable[Payload]) -> list[Payload]:
+        return await self._codec.encode(payloads)
+
+    async def decode(self, payloads: Iterable[Payload]) -> list[Payload]:
+        decoded = []
+        for payload in payloads:
+            try:
+                [plain] = await self._codec.decode([payload])
+            except CodecKeyError as error:
+                plain = Payload(
+                    metadata={"encoding": UNDECRYPTABLE_ENCODING.encode()},
+                    data=str(error).encode(),
+                )
+            decoded.append(plain)
+        return decoded
 
 
 def codec_from_keys(spec: str | None) -> EncryptionCodec | None:

@@ -78,13 +78,19 @@ def checked_id(value: str, what: str) -> str:
 
 def read_rfi(path: Path) -> Rfi:
     try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text()
+        raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     except OSError as error:
         fail(f"cannot read RFI file {path}: {error.strerror or error}")
+    try:
+        text = raw.decode("utf-8-sig")  # JSON is UTF-8; a byte order mark is tolerated
+    except UnicodeDecodeError as error:
+        fail(f"RFI file {path} is not UTF-8: byte 0x{raw[error.start]:02x} at offset {error.start}")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         fail(f"RFI file {path} is not valid JSON: {error}")
+    except RecursionError:
+        fail(f"RFI file {path} is nested too deeply")
     if isinstance(data, dict) and "received_at" not in data:
         # An RFI handed over now: the marketplace received it at the moment of submission.
         data["received_at"] = datetime.now(UTC).isoformat()

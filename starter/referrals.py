@@ -22,14 +22,20 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows import TASK_QUEUE
+from workflows import PARTNER_KEY, RFI_KEY, TASK_QUEUE
 from workflows.lifecycle import Referral
-from workflows.models import ReferralInput, Rfi, StatusView, referral_workflow_id
+from workflows.models import (
+    ReferralInput,
+    Rfi,
+    StatusView,
+    legacy_referral_workflow_id,
+    referral_workflow_id,
+)
+from workflows.payloads import MAX_ACTION_BYTES
 from workflows.referral import ReferralWorkflow
 from workflows.visibility import partners_of_rfi, start_attributes
 
 Handle = WorkflowHandle[ReferralWorkflow, StatusView]
-MAX_ACTION_BYTES = 64 * 1024
 
 
 class ReferralError(Exception):
@@ -85,12 +91,32 @@ async def act(
     client: Client, rfi_id: str, partner_id: str, action: str, payload: dict[str, Any]
 ) -> StatusView:
     """Take an action through the workflow's update and return the new status view."""
-    handle = _handle(client, rfi_id, partner_id)
     size = len(json.dumps(payload, default=str))
     if size > MAX_ACTION_BYTES:
         # Temporal refuses blobs over 2 MB, and an update refused by the workflow echoes its
         # request: keep actions far below, the workflow's own limits are smaller anyway.
         raise ReferralError(f"{action} payload has {size} bytes; at most {MAX_ACTION_BYTES}")
+    handle = _handle(client, rfi_id, partner_id)
+    try:
+        return _checked(await _update(handle, action, payload), rfi_id, partner_id)
+    except RPCError as error:
+        if error.status is not RPCStatusCode.NOT_FOUND:
+            raise
+    legacy = await _legacy_handle(client, rfi_id, partner_id)
+    if legacy is not None:
+        try:
+            return _checked(await _update(legacy, action, payload), rfi_id, partner_id)
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                raise
+        handle = legacy
+    closed = await _closed_status(handle)
+    if closed is None:
+        raise ReferralError(f"no referral {handle.id}") from None
+    raise ReferralError(f"{action!r} rejected: referral {handle.id} is closed ({closed})") from None
+
+
+async def _update(handle: Handle, action: str, payload: dict[str, Any]) -> StatusView:
     try:
         view: StatusView = await handle.execute_update(action, payload, result_type=StatusView)
         return view
@@ -99,15 +125,6 @@ async def act(
         if isinstance(cause, ApplicationError):
             raise ReferralError(cause.message) from None
         raise ReferralError(f"{action} failed: {cause}") from None
-    except RPCError as error:
-        if error.status is not RPCStatusCode.NOT_FOUND:
-            raise
-        closed = await _closed_status(handle)
-        if closed is None:
-            raise ReferralError(f"no referral {handle.id}") from None
-        raise ReferralError(
-            f"{action!r} rejected: referral {handle.id} is closed ({closed})"
-        ) from None
 
 
 async def status(client: Client, rfi_id: str, partner_id: str) -> StatusView:
@@ -115,11 +132,15 @@ async def status(client: Client, rfi_id: str, partner_id: str) -> StatusView:
     handle = _handle(client, rfi_id, partner_id)
     description = await _describe(handle)
     if description is None:
-        raise ReferralError(f"no referral {handle.id}")
+        legacy = await _legacy_handle(client, rfi_id, partner_id)
+        if legacy is None:
+            raise ReferralError(f"no referral {handle.id}")
+        handle, description = legacy, await _describe(legacy)
+        assert description is not None
     if description.status is WorkflowExecutionStatus.RUNNING:
-        return await handle.query(ReferralWorkflow.status)
+        return _checked(await handle.query(ReferralWorkflow.status), rfi_id, partner_id)
     try:
-        return await handle.result()
+        return _checked(await handle.result(), rfi_id, partner_id)
     except WorkflowFailureError as error:
         cause = error.cause
         message = cause.message if isinstance(cause, FailureError) else str(cause)
@@ -147,6 +168,31 @@ def _handle(client: Client, rfi_id: str, partner_id: str) -> Handle:
     return client.get_workflow_handle_for(
         ReferralWorkflow.run, referral_workflow_id(rfi_id, partner_id)
     )
+
+
+async def _legacy_handle(client: Client, rfi_id: str, partner_id: str) -> Handle | None:
+    """The referral under the id runs had before ids were injective, if it is this pair's:
+    `referral-c1-acme-consulting` may be (c1-acme, consulting) or (c1, acme-consulting)."""
+    handle = client.get_workflow_handle_for(
+        ReferralWorkflow.run, legacy_referral_workflow_id(rfi_id, partner_id)
+    )
+    description = await _describe(handle)
+    if description is None:
+        return None
+    attributes = description.typed_search_attributes
+    if (attributes.get(RFI_KEY), attributes.get(PARTNER_KEY)) != (rfi_id, partner_id):
+        return None
+    return handle
+
+
+def _checked(view: StatusView, rfi_id: str, partner_id: str) -> StatusView:
+    """Never show one referral's view as another's."""
+    if (view.rfi_id, view.partner_id) != (rfi_id, partner_id):
+        raise ReferralError(
+            f"the referral found is RFI {view.rfi_id!r} with partner {view.partner_id!r}, "
+            f"not RFI {rfi_id!r} with partner {partner_id!r}"
+        )
+    return view
 
 
 async def _closed_status(handle: Handle) -> str | None:

@@ -1,6 +1,7 @@
 """The archive written by real workflows (time-skipping server), on SQLite and PostgreSQL."""
 
 import asyncio
+import dataclasses
 import logging
 import threading
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Replayer
 
 import archive.store
@@ -223,11 +224,13 @@ async def test_retries_and_replays_write_nothing_twice(
     ).replay_workflow(await handle.fetch_history())
     # A retried activity sends the same or an older view again.
     activities = ArchiveActivities(ArchiveStore(engine))
-    assert activities.record_referral(final) == 0
+    retried = ActivityEnvironment()
+    retried.info = dataclasses.replace(retried.info, workflow_id=handle.id, attempt=2)
+    assert retried.run(activities.record_referral, final) == 0
     older = final.model_copy(
         update={"status": Status.EVALUATING, "transitions": final.transitions[:1]}
     )
-    assert activities.record_referral(older) == 0
+    assert retried.run(activities.record_referral, older) == 0
     assert counts(engine) == before
     assert rows(engine, handle.id)[0].status == Status.DECLINED  # type: ignore[union-attr]
 
@@ -247,8 +250,8 @@ async def test_a_database_outage_loses_nothing(
         _, handle = await start(env, worker.task_queue)
         await handle.signal("interested")
         await handle.signal("decline")
-        for _ in range(200):
-            if await archive_attempts(env, handle.id) > ALARM_AFTER_ATTEMPTS:
+        for _ in range(200):  # until the fourth attempt failed: the first to raise the alarm
+            if await archive_attempts(env, handle.id) > ALARM_AFTER_ATTEMPTS + 1:
                 break
             await asyncio.sleep(0.1)
         else:
@@ -424,3 +427,31 @@ def test_pages_neither_skip_nor_repeat_while_referrals_arrive(database_url: str)
     assert last == []
     with pytest.raises(LookupError, match="no archived referral referral-x-y to page after"):
         store.referrals(after="referral-x-y")
+
+
+def test_pairs_the_old_ids_confused_are_two_rows_and_each_is_found_by_its_pair(
+    database_url: str,
+) -> None:
+    engine = create_archive_engine(database_url)
+    upgrade(engine)
+    store = ArchiveStore(engine)
+    # A run started under the earlier scheme, archived as its workflow id says ...
+    legacy = Referral(make_rfi(id="c1"), "acme-consulting", "referral-c1-acme-consulting")
+    legacy.start(CONTACT, NOW)
+    store.record(legacy.view(), legacy.referral_id)
+    # ... and the pair whose old id was the same, started under the new one.
+    other = Referral(make_rfi(id="c1-acme"), "consulting")
+    other.start(CONTACT, NOW)
+    store.record(other.view(), other.referral_id)
+
+    found = store.find("c1", "acme-consulting")
+    assert found is not None
+    assert found.workflow_id == "referral-c1-acme-consulting"
+    assert (found.rfi_id, found.partner_id) == ("c1", "acme-consulting")
+    mine = store.find("c1-acme", "consulting")
+    assert mine is not None
+    assert mine.workflow_id == "referral:c1-acme:consulting"
+    assert counts(engine) == (2, 0)
+    legacy.act("no_thanks", None, NOW + timedelta(hours=1))
+    store.record(legacy.view(), legacy.referral_id)
+    assert counts(engine) == (2, 1)  # the same row, not a second one under the new id

@@ -79,7 +79,7 @@ async def test_a_worker_killed_mid_flight_loses_nothing(
         await asyncio.gather(
             *(referrals.submit(client, rfi, ["globex"], task_queue=queue) for rfi in rfis)
         )
-        handles = [client.get_workflow_handle(f"referral-{rfi.id}-globex") for rfi in rfis]
+        handles = [client.get_workflow_handle(f"referral:{rfi.id}:globex") for rfi in rfis]
 
         async def act(index: int, steps: slice) -> None:
             for action in GROUPS[index % len(GROUPS)][0][steps]:
@@ -101,7 +101,7 @@ async def test_a_worker_killed_mid_flight_loses_nothing(
     second = start_worker(drill)
     try:
         expected_rows = {
-            (f"referral-{rfi.id}-globex", GROUPS[i % len(GROUPS)][1].value)
+            (f"referral:{rfi.id}:globex", GROUPS[i % len(GROUPS)][1].value)
             for i, rfi in enumerate(rfis)
         }
         expected_transitions = sum(len(GROUPS[i % len(GROUPS)][0]) for i in range(REFERRALS))
@@ -122,7 +122,7 @@ async def test_a_worker_killed_mid_flight_loses_nothing(
         for i, rfi in enumerate(rfis):
             kinds = GROUPS[i % len(GROUPS)][2]
             for n, kind in enumerate(kinds, start=1):
-                assert f"referral-{rfi.id}-globex.{n}-{kind}.eml" in emails
+                assert f"referral:{rfi.id}:globex.{n}-{kind}.eml" in emails
         view = await handles[3].query(ReferralWorkflow.status)  # a Won one, closed
         assert [e.outcome for e in view.emails] == ["sent", "sent"]
         for handle in handles:  # leave the shared dev server tidy
@@ -187,10 +187,10 @@ async def test_deadlines_fire_late_after_the_server_restarts_with_their_own_effe
         client = await connect_when_up()
         async with build_worker(client, local, executor, task_queue="drill"):
             missed = await client.get_workflow_handle_for(
-                ReferralWorkflow.run, f"referral-{silent.id}-globex"
+                ReferralWorkflow.run, f"referral:{silent.id}:globex"
             ).result()
             expired = await client.get_workflow_handle_for(
-                ReferralWorkflow.run, f"referral-{deciding.id}-globex"
+                ReferralWorkflow.run, f"referral:{deciding.id}:globex"
             ).result()
     finally:
         server.send_signal(signal.SIGTERM)

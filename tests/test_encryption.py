@@ -179,7 +179,7 @@ async def test_history_holds_no_customer_contact_in_clear_and_rotated_keys_read_
             await refused  # encrypted failure messages still read with the keys
         await referrals.act(client, rfi.id, "acme-consulting", "decline", {})
         handle = client.get_workflow_handle_for(
-            ReferralWorkflow.run, f"referral-{rfi.id}-acme-consulting"
+            ReferralWorkflow.run, f"referral:{rfi.id}:acme-consulting"
         )
         assert (await handle.result()).status is Status.DECLINED
 

@@ -126,9 +126,9 @@ def test_submit_act_status_list_and_emails(
     )
     summary = json.loads(again)
     assert sorted(summary["existing"]) == [
-        f"referral-{rfi_id}-{p}" for p in ("acme-consulting", "globex", "initech")
+        f"referral:{rfi_id}:{p}" for p in ("acme-consulting", "globex", "initech")
     ]
-    assert summary["started"] == [f"referral-{rfi_id}-umbrella"]
+    assert summary["started"] == [f"referral:{rfi_id}:umbrella"]
 
     interested = json.loads(
         ok(referrals(environment, "act", rfi_id, "acme-consulting", "interested"))
@@ -194,7 +194,7 @@ def test_submit_act_status_list_and_emails(
         ("globex", "Skipped"),
         ("initech", "New"),
     ]
-    assert f"referral-{rfi_id}-umbrella" in everyone.stderr
+    assert f"referral:{rfi_id}:umbrella" in everyone.stderr
     assert "does not serve emea/Berlin" in everyone.stderr
     one = json.loads(ok(referrals(environment, "status", rfi_id, "initech")))
     assert one["status"] == "New"
@@ -212,16 +212,16 @@ def test_submit_act_status_list_and_emails(
 
     files = wait_for(
         lambda: (
-            sorted(p.name for p in outbox.glob(f"referral-{rfi_id}-*.eml"))
-            if len(list(outbox.glob(f"referral-{rfi_id}-*.eml"))) >= 5
+            sorted(p.name for p in outbox.glob(f"referral:{rfi_id}:*.eml"))
+            if len(list(outbox.glob(f"referral:{rfi_id}:*.eml"))) >= 5
             else None
         )
     )
     assert files is not None
-    assert f"referral-{rfi_id}-acme-consulting.2-details.eml" in files
-    assert f"referral-{rfi_id}-globex.2-reroute.eml" in files
+    assert f"referral:{rfi_id}:acme-consulting.2-details.eml" in files
+    assert f"referral:{rfi_id}:globex.2-reroute.eml" in files
     reroute = email.message_from_bytes(
-        (outbox / f"referral-{rfi_id}-globex.2-reroute.eml").read_bytes(),
+        (outbox / f"referral:{rfi_id}:globex.2-reroute.eml").read_bytes(),
         policy=email.policy.default,
     )
     assert reroute["To"] == "maria.lopez@lopez-logistics.example"
@@ -292,6 +292,12 @@ def test_command_errors_are_one_line(environment: dict[str, str], tmp_path: Path
     bad = referrals(environment, "submit", str(tmp_path / "bad.json"), "--partners", "a")
     assert bad.returncode == 1
     assert "not valid JSON" in bad.stderr
+    # What an editor set to Latin-1 saves.
+    latin1 = json.dumps(rfi_data(need="Migration für München"), ensure_ascii=False)
+    (tmp_path / "latin1.json").write_bytes(latin1.encode("latin-1"))
+    not_utf8 = referrals(environment, "submit", str(tmp_path / "latin1.json"), "--partners", "a")
+    assert not_utf8.returncode == 1
+    assert "is not UTF-8: byte 0xfc at offset" in not_utf8.stderr
     invalid = referrals(
         environment,
         "submit",
@@ -305,7 +311,7 @@ def test_command_errors_are_one_line(environment: dict[str, str], tmp_path: Path
     bad_id = referrals(environment, "status", "rfi 1")
     assert bad_id.returncode == 1
     assert "not a valid id" in bad_id.stderr
-    for stderr in (missing.stderr, bad.stderr, invalid.stderr, bad_id.stderr):
+    for stderr in (missing.stderr, bad.stderr, not_utf8.stderr, invalid.stderr, bad_id.stderr):
         assert stderr.count("\n") == 1
         assert "Traceback" not in stderr
 
@@ -315,7 +321,7 @@ def test_unknown_referral_is_reported(
 ) -> None:
     result = referrals(environment, "act", "no-such-rfi", "acme-consulting", "interested")
     assert result.returncode == 1
-    assert "no referral referral-no-such-rfi-acme-consulting" in result.stderr
+    assert "no referral referral:no-such-rfi:acme-consulting" in result.stderr
     status = referrals(environment, "status", "no-such-rfi")
     assert status.returncode == 1
     assert "no referrals for RFI no-such-rfi" in status.stderr
@@ -344,8 +350,8 @@ def test_submit_never_restarts_a_referral_temporal_forgot_but_the_archive_kept(
     engine.dispose()
 
     out = ok(referrals(environment, "submit", str(path), "--partners", "globex,initech"))
-    assert f"already exists referral-{rfi_id}-globex" in out
-    assert f"started        referral-{rfi_id}-initech" in out
+    assert f"already exists referral:{rfi_id}:globex" in out
+    assert f"started        referral:{rfi_id}:initech" in out
     assert referrals(environment, "status", rfi_id, "globex").returncode == 1  # never started
 
 

@@ -37,7 +37,7 @@ class FlakyProvider:
         body = json.loads(request.get_data())
         email_id = body["custom_args"]["referral_email_id"]
         with self._lock:
-            partner = next((p for p in SCRIPTS if f"-{p}.1-lead" in email_id), None)
+            partner = next((p for p in SCRIPTS if f":{p}.1-lead" in email_id), None)
             script = SCRIPTS[partner] if partner else [202]
             status = script[min(len(self.calls[email_id]), len(script) - 1)]
             self.calls[email_id].append(status)

@@ -156,7 +156,7 @@ def test_start_sends_the_lead_to_the_partner() -> None:
     lead = emails[0]
     assert lead.kind is EmailKind.LEAD
     assert lead.to == PARTNER_EMAIL
-    assert lead.id == f"referral-{rfi.id}-acme.1-lead"
+    assert lead.id == f"referral:{rfi.id}:acme.1-lead"
     assert lead.status is Status.NEW
     assert lead.due_at == RESPOND_DUE
     assert lead.partner == PARTNER
@@ -584,6 +584,33 @@ def test_close_date_is_judged_against_now() -> None:
         referral.act("accept", {**ACCEPT, "estimated_close_date": "2027-05-31"}, now)
     referral.act("accept", {**ACCEPT, "estimated_close_date": "2027-06-01"}, now)
     assert referral.status is Status.NEGOTIATING
+
+
+@pytest.mark.parametrize(
+    ("today", "latest"),
+    [("2026-11-25", "2036-11-25"), ("2028-02-29", "2038-02-28")],
+)
+def test_a_close_date_more_than_ten_years_ahead_is_a_typo(today: str, latest: str) -> None:
+    now = datetime.fromisoformat(today).replace(hour=12, tzinfo=UTC)
+    referral = reach(Status.EVALUATING)
+    too_late = (datetime.fromisoformat(latest) + DAY).date().isoformat()
+    with pytest.raises(ActionRejected, match="more than 10 years ahead"):
+        referral.act("accept", {**ACCEPT, "estimated_close_date": too_late}, now)
+    referral.act("accept", {**ACCEPT, "estimated_close_date": latest}, now)
+    assert referral.status is Status.NEGOTIATING
+
+
+@pytest.mark.parametrize("status", sorted(REROUTE))
+def test_a_partner_never_interested_never_sees_the_customer_contact(status: Status) -> None:
+    referral = reach(status)
+    dumped = json.dumps(referral.view().model_dump(mode="json"))
+    customer = referral.rfi.customer
+    was_interested = status in (Status.DECLINED, Status.EXPIRED)
+    for secret in (customer.email, customer.name, customer.company, customer.phone):
+        assert secret is not None
+        assert (secret in dumped) is was_interested, secret
+    [reroute] = [e for e in referral.view().emails if e.kind is EmailKind.REROUTE]
+    assert reroute.to == "customer"  # a role, never the address
 
 
 @pytest.mark.parametrize(

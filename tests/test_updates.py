@@ -35,7 +35,7 @@ def fresh_rfi(**changes: Any) -> Rfi:
 
 
 async def rejection(client: Client, rfi: Rfi, partner: str, action: str, *args: Any) -> Any:
-    handle = client.get_workflow_handle(f"referral-{rfi.id}-{partner}")
+    handle = client.get_workflow_handle(f"referral:{rfi.id}:{partner}")
     with pytest.raises(WorkflowUpdateFailedError) as failure:
         await handle.execute_update(action, args=list(args), result_type=StatusView)
     cause = failure.value.cause
@@ -94,7 +94,7 @@ async def test_updates_return_the_new_view_or_a_typed_rejection(
     won = await referrals.act(client, rfi.id, "acme-consulting", "won", {})
     assert won.status is Status.WON
     handle = client.get_workflow_handle_for(
-        ReferralWorkflow.run, f"referral-{rfi.id}-acme-consulting"
+        ReferralWorkflow.run, f"referral:{rfi.id}:acme-consulting"
     )
     final = await handle.result()
     assert final.status is Status.WON
@@ -113,19 +113,19 @@ async def test_fan_out_is_idempotent_also_after_a_referral_closed(
     rfi = fresh_rfi()
     # A crash half-way: one partner's referral was started, then the submitter died.
     first = await referrals.submit(client, rfi, ["globex"], task_queue=queue)
-    assert first.started == [f"referral-{rfi.id}-globex"]
+    assert first.started == [f"referral:{rfi.id}:globex"]
     await referrals.act(client, rfi.id, "globex", "no_thanks", {})
-    await client.get_workflow_handle(f"referral-{rfi.id}-globex").result()
+    await client.get_workflow_handle(f"referral:{rfi.id}:globex").result()
 
     again = await referrals.submit(
         client, rfi, ["acme-consulting", "globex", "initech", "globex"], task_queue=queue
     )
     assert sorted(again.started) == [
-        f"referral-{rfi.id}-acme-consulting",
-        f"referral-{rfi.id}-initech",
+        f"referral:{rfi.id}:acme-consulting",
+        f"referral:{rfi.id}:initech",
     ]
-    assert again.existing == [f"referral-{rfi.id}-globex"]
-    runs = [w async for w in client.list_workflows(f"WorkflowId = 'referral-{rfi.id}-globex'")]
+    assert again.existing == [f"referral:{rfi.id}:globex"]
+    runs = [w async for w in client.list_workflows(f"WorkflowId = 'referral:{rfi.id}:globex'")]
     assert len(runs) == 1
     third = await referrals.submit(
         client, rfi, ["acme-consulting", "globex", "initech"], task_queue=queue
@@ -142,7 +142,7 @@ async def test_action_and_deadline_in_the_same_workflow_task_the_action_wins(
         rfi = fresh_rfi(deadlines={"respond_within": "PT5S"})
         await referrals.submit(client, rfi, ["acme-consulting"], task_queue=name)
         handle = client.get_workflow_handle_for(
-            ReferralWorkflow.run, f"referral-{rfi.id}-acme-consulting"
+            ReferralWorkflow.run, f"referral:{rfi.id}:acme-consulting"
         )
         while not (await handle.query(ReferralWorkflow.status)).emails:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
@@ -174,7 +174,7 @@ async def test_operators_see_status_and_deadline_follow_a_missed_referral(
     client = dev_env.client
     rfi = fresh_rfi(deadlines={"respond_within": "PT2S"})
     await referrals.submit(client, rfi, ["initech"], task_queue=queue)
-    handle = client.get_workflow_handle_for(ReferralWorkflow.run, f"referral-{rfi.id}-initech")
+    handle = client.get_workflow_handle_for(ReferralWorkflow.run, f"referral:{rfi.id}:initech")
     assert (await handle.result()).status is Status.MISSED
     query = f"RfiId = '{rfi.id}' AND ReferralStatus = 'Missed' AND RespondBy IS NULL"
     for _ in range(100):

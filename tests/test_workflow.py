@@ -21,7 +21,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from starter.settings import Settings
 from tests.conftest import make_rfi, rfi_data, running_worker
-from workflows.models import ReferralInput, Rfi, Status, StatusView
+from workflows.models import (
+    ReferralInput,
+    Rfi,
+    Status,
+    StatusView,
+    legacy_referral_workflow_id,
+)
 from workflows.referral import ReferralWorkflow
 
 PARTNER = "acme-consulting"
@@ -135,7 +141,7 @@ async def test_no_thanks_skips_and_asks_the_customer_to_choose_again(
     assert final.status is Status.SKIPPED
     assert final.transitions[-1].reason == "Fully booked until spring"
     assert final.customer is None  # never interested: the customer stays hidden
-    assert kinds(final) == [("lead", BERLIN_CONTACT, "sent"), ("reroute", CUSTOMER, "sent")]
+    assert kinds(final) == [("lead", BERLIN_CONTACT, "sent"), ("reroute", "customer", "sent")]
     reroute = outbox(settings)[-1]
     assert reroute["To"] == CUSTOMER
     assert "Fully booked until spring" not in text_of(reroute)  # kept for the marketplace
@@ -165,7 +171,7 @@ async def test_silence_for_72_hours_misses_after_one_reminder_at_24_hours(
     assert kinds(final) == [
         ("lead", BERLIN_CONTACT, "sent"),
         ("reminder", BERLIN_CONTACT, "sent"),
-        ("reroute", CUSTOMER, "sent"),
+        ("reroute", "customer", "sent"),
     ]
 
 
@@ -358,7 +364,7 @@ async def test_a_backend_starting_with_invalid_json_gets_a_failed_run_naming_the
     handle = await env.client.start_workflow(
         "ReferralWorkflow",
         {"rfi": data, "partner_id": PARTNER},
-        id=f"referral-{data['id']}-{PARTNER}",
+        id=f"referral:{data['id']}:{PARTNER}",
         task_queue=worker_queue,
     )
     with pytest.raises(WorkflowFailureError) as failure:
@@ -393,12 +399,19 @@ async def test_a_start_with_the_wrong_arguments_fails_once_with_invalid_input(
     assert expected in cause.message
 
 
+@pytest.mark.parametrize("scheme", ["own", "earlier"])
 async def test_a_workflow_id_that_does_not_match_the_input_is_refused(
-    env: WorkflowEnvironment, worker_queue: str
+    env: WorkflowEnvironment, worker_queue: str, scheme: str
 ) -> None:
     referral = ReferralInput(rfi=await received_now(env), partner_id=PARTNER)
+    # The earlier `referral-{rfi}-{partner}` is ambiguous: only runs started under it keep it.
+    workflow_id = (
+        f"my-own-id-{uuid.uuid4()}"
+        if scheme == "own"
+        else legacy_referral_workflow_id(referral.rfi.id, PARTNER)
+    )
     handle = await env.client.start_workflow(
-        ReferralWorkflow.run, referral, id=f"my-own-id-{uuid.uuid4()}", task_queue=worker_queue
+        ReferralWorkflow.run, referral, id=workflow_id, task_queue=worker_queue
     )
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()

@@ -19,7 +19,7 @@ raises ``ActionRejected``, which names the action, the state and the allowed act
 """
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -40,6 +40,7 @@ from workflows.models import (
     Overview,
     PartnerContact,
     ReasonPayload,
+    ReferralState,
     RejectedAction,
     Rfi,
     Status,
@@ -63,6 +64,8 @@ DEADLINES: Mapping[Status, tuple[DeadlineKind, Status]] = {
     Status.EVALUATING: (DeadlineKind.DECIDE, Status.EXPIRED),
 }
 
+CUSTOMER = "customer"  # how the view names the customer as an email's recipient
+MAX_CLOSE_YEARS = 10  # a forecast further ahead is a typo, not a deal
 MAX_REJECTED = 100  # keeps the view and the result far below Temporal's payload limit
 REROUTE_STATUSES = frozenset({Status.SKIPPED, Status.MISSED, Status.DECLINED, Status.EXPIRED})
 CLOSED_STATUSES = REROUTE_STATUSES | {Status.WON, Status.LOST}
@@ -102,10 +105,11 @@ def _first_error(error: ValidationError) -> str:
 class Referral:
     """One referral's state. Methods that change it return the emails to send."""
 
-    def __init__(self, rfi: Rfi, partner_id: str) -> None:
+    def __init__(self, rfi: Rfi, partner_id: str, referral_id: str | None = None) -> None:
         self.rfi = rfi
         self.partner_id = partner_id
-        self.referral_id = referral_workflow_id(rfi.id, partner_id)
+        # Runs started under an earlier id scheme keep their id (and their emails' ids).
+        self.referral_id = referral_id or referral_workflow_id(rfi.id, partner_id)
         self.status = Status.NEW
         self.partner: PartnerContact | None = None
         self.started_at: datetime | None = None
@@ -117,7 +121,27 @@ class Referral:
         self.emails: list[EmailRecord] = []
         self.reminder_pending = False
 
+    @classmethod
+    def restored(
+        cls, rfi: Rfi, partner_id: str, referral_id: str, state: ReferralState
+    ) -> "Referral":
+        """The referral as an earlier run of the same workflow left it."""
+        referral = cls(rfi, partner_id, referral_id)
+        for field in ReferralState.model_fields:
+            value = getattr(state, field)
+            setattr(referral, field, list(value) if isinstance(value, list) else value)
+        return referral
+
+    def state(self) -> ReferralState:
+        return ReferralState(
+            **{field: getattr(self, field) for field in ReferralState.model_fields}
+        )
+
     # --- Reading ------------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self.partner is not None
 
     @property
     def closed(self) -> bool:
@@ -201,11 +225,8 @@ class Referral:
             payload = PAYLOAD_TYPES[name].model_validate({} if argument is None else argument)
         except ValidationError as error:
             raise ActionRejected(action, self.status, _first_error(error)) from None
-        today = now.astimezone(UTC).date()
-        if isinstance(payload, AcceptPayload) and payload.estimated_close_date < today:
-            raise ActionRejected(
-                action, self.status, "invalid payload: estimated_close_date is in the past"
-            )
+        if isinstance(payload, AcceptPayload):
+            self._check_close_date(action, payload.estimated_close_date, now)
         return payload
 
     def act(self, action: str, argument: Any, now: datetime) -> list[EmailRequest]:
@@ -258,6 +279,23 @@ class Referral:
 
     # --- Internals ----------------------------------------------------------------------
 
+    def _check_close_date(self, action: str, close_date: date, now: datetime) -> None:
+        today = now.astimezone(UTC).date()
+        if close_date < today:
+            raise ActionRejected(
+                action, self.status, "invalid payload: estimated_close_date is in the past"
+            )
+        try:
+            latest = today.replace(year=today.year + MAX_CLOSE_YEARS)
+        except ValueError:  # 29 February
+            latest = today.replace(year=today.year + MAX_CLOSE_YEARS, day=28)
+        if close_date > latest:
+            raise ActionRejected(
+                action,
+                self.status,
+                f"invalid payload: estimated_close_date is more than {MAX_CLOSE_YEARS} years ahead",
+            )
+
     def _transition(
         self,
         target: Status,
@@ -286,12 +324,19 @@ class Referral:
             ]
         if target in REROUTE_STATUSES:
             # The partner's reason stays with the marketplace: the customer is not told it.
-            return [self._email(EmailKind.REROUTE, self.rfi.customer.email)]
+            return [self._email(EmailKind.REROUTE, self.rfi.customer.email, shown_as=CUSTOMER)]
         return []
 
-    def _email(self, kind: EmailKind, to: str, *, due_at: datetime | None = None) -> EmailRequest:
+    def _email(
+        self, kind: EmailKind, to: str, *, due_at: datetime | None = None, shown_as: str = ""
+    ) -> EmailRequest:
         email_id = f"{self.referral_id}.{len(self.emails) + 1}-{kind}"
-        self.emails.append(EmailRecord(id=email_id, kind=kind, to=to, outcome=EmailOutcome.PENDING))
+        # The view may reach a partner that never said interested: it names the customer
+        # as a role, never by address.
+        record = EmailRecord(
+            id=email_id, kind=kind, to=shown_as or to, outcome=EmailOutcome.PENDING
+        )
+        self.emails.append(record)
         return EmailRequest(
             id=email_id,
             kind=kind,

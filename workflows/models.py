@@ -4,14 +4,18 @@ Everything other systems send or read is defined here: the workflow input, the
 action payloads, the status view and the activity inputs. Times are ISO 8601
 with an offset and are kept in UTC; money is an exact ``Decimal`` (a JSON
 number or a decimal string in, a decimal string out); dates are ``YYYY-MM-DD``.
+Text is a JSON string without control characters or lone surrogates (long texts keep
+line breaks and tabs); an email address is kept in its ASCII form.
 """
 
+import functools
 import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
+from email_validator import validate_email
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -21,9 +25,12 @@ from pydantic import (
     EmailStr,
     Field,
     PlainSerializer,
+    SerializerFunctionWrapHandler,
     StringConstraints,
+    model_serializer,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from pydantic_extra_types.currency_code import ISO4217
 
 
@@ -101,11 +108,56 @@ def _iso_date_only(value: Any) -> Any:
     return value
 
 
+# C0 and C1 controls (Unicode category Cc) and lone surrogates, which UTF-8, and so
+# PostgreSQL, cannot store; long texts keep their line breaks and tabs.
+CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+CONTROLS_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _no_controls(forbidden: re.Pattern[str]) -> Any:
+    """Refuse text holding a code point of `forbidden`, naming the first one."""
+
+    def check(value: Any) -> Any:
+        found = forbidden.search(value) if isinstance(value, str) else None
+        if found:
+            code = ord(found.group())
+            what = "lone surrogate" if 0xD800 <= code <= 0xDFFF else "control character"
+            raise PydanticCustomError(
+                "control_character",
+                "{what} {code} is not allowed",
+                {"what": what, "code": f"U+{code:04X}"},
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
+@functools.lru_cache(maxsize=4096)  # the same addresses come back in every activity input
+def _ascii_email(value: str) -> str:
+    """The address as it is sent: an internationalized domain in its ASCII (IDNA) form."""
+    ascii_email = validate_email(value, check_deliverability=False).ascii_email
+    if ascii_email is None:  # few mail servers take a non-ASCII local part (SMTPUTF8)
+        raise PydanticCustomError(
+            "email_ascii",
+            "value is not a valid email address: only ASCII characters are allowed before the @",
+        )
+    return ascii_email
+
+
 UtcDatetime = Annotated[AwareDatetime, _text_only("a time"), AfterValidator(_to_utc)]
 IsoDate = Annotated[date, BeforeValidator(_iso_date_only)]
 Id = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+Text = Annotated[
+    str,
+    _no_controls(CONTROLS),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+]
+LongText = Annotated[
+    str,
+    _no_controls(CONTROLS_BUT_LINES),
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=4000),
+]
+Email = Annotated[EmailStr, _no_controls(CONTROLS), AfterValidator(_ascii_email)]
 # Written as plain decimal text ("25000", never "2.5E+4") in the status view's JSON.
 ExactAmount = Annotated[
     Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")
@@ -128,6 +180,12 @@ class WireModel(BaseModel):
 
 
 def referral_workflow_id(rfi_id: str, partner_id: str) -> str:
+    """One id per (RFI, partner): ':' is outside the ids' characters, so no two pairs meet."""
+    return f"referral:{rfi_id}:{partner_id}"
+
+
+def legacy_referral_workflow_id(rfi_id: str, partner_id: str) -> str:
+    """The id of runs started before ids were injective; '-' is inside the ids' characters."""
     return f"referral-{rfi_id}-{partner_id}"
 
 
@@ -137,7 +195,7 @@ def referral_workflow_id(rfi_id: str, partner_id: str) -> str:
 class Customer(WireModel):
     name: Text
     company: Text
-    email: EmailStr
+    email: Email
     phone: Text | None = None
 
 
@@ -148,8 +206,6 @@ class Deadlines(WireModel):
 
 
 class Rfi(WireModel):
-    model_config = ConfigDict(coerce_numbers_to_str=True)
-
     id: Id
     received_at: UtcDatetime
     region: Id
@@ -171,6 +227,15 @@ class Rfi(WireModel):
 class ReferralInput(WireModel):
     rfi: Rfi
     partner_id: Id
+    # Set by the workflow alone, when a long or busy run continues as new.
+    continued: "Continuation | None" = None
+
+    @model_serializer(mode="wrap")
+    def _continued_only_when_set(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if self.continued is None:
+            del data["continued"]  # a start's input is the contract's two keys
+        return data
 
     @property
     def workflow_id(self) -> str:
@@ -221,7 +286,7 @@ class PartnerContact(WireModel):
     partner_id: Id
     partner_name: Text
     contact_name: Text
-    contact_email: EmailStr
+    contact_email: Email
     region: Id
     location: Text | None = None
 
@@ -322,3 +387,49 @@ class StatusView(WireModel):
     transitions: list[Transition]
     rejected_actions: list[RejectedAction]
     emails: list[EmailRecord]
+
+
+# --- What a run hands to the next when it continues as new -----------------------------------
+
+
+class PendingEmail(WireModel):
+    """An email the lifecycle asked for that has no final outcome yet, with its retry budget."""
+
+    request: EmailRequest
+    give_up_at: UtcDatetime
+    unknown_outcomes: int = 0  # attempts whose answer never came: each may have been a copy
+    suggestions_asked: bool = False  # reroutes: alternatives looked up (None: unknown in time)
+
+
+class QueuedAction(WireModel):
+    """An action that arrived as a signal while the referral was starting."""
+
+    name: str
+    argument: Any = None
+    at: UtcDatetime
+
+
+class ReferralState(WireModel):
+    """Everything the lifecycle knows beyond its input, exactly as the last run left it."""
+
+    status: Status
+    partner: PartnerContact | None
+    started_at: UtcDatetime | None
+    entered_at: UtcDatetime
+    first_response_at: UtcDatetime | None
+    deal: Deal | None
+    transitions: list[Transition]
+    rejected_actions: list[RejectedAction]
+    emails: list[EmailRecord]
+    reminder_pending: bool
+
+
+class Continuation(WireModel):
+    state: ReferralState
+    pending_emails: list[PendingEmail] = []
+    queued_action: QueuedAction | None = None
+    archived: int = -1  # transitions in the archive; -1 before the first write
+    counted: int = 0  # transitions counted in the metrics
+
+
+ReferralInput.model_rebuild()

@@ -3,51 +3,82 @@
 Actions arrive as signals or as updates under the same names. Both take raw payloads
 and validate them here, so that a malformed or misdirected action is refused and listed
 instead of being dropped by the SDK or failing the workflow task.
+
+A referral lives for days and any backend may flood it: well before Temporal's limits on
+one run (51,200 events, 50 MB, 10,000 signals) the run continues as new, handing the
+next one its whole state, its unsent emails and its place in the archive.
 """
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.archive import ArchiveActivities
     from activities.directory import DirectoryActivities
     from activities.email import EmailActivities
+    from activities.mailers import OUTCOME_UNKNOWN, REJECTED
     from activities.suggestions import SuggestionActivities
     from workflows import WORKFLOW_TYPE
     from workflows.lifecycle import ActionRejected, Referral
     from workflows.models import (
         ContactLookup,
+        Continuation,
         EmailKind,
         EmailOutcome,
         EmailRequest,
         PartnerContact,
+        PendingEmail,
+        QueuedAction,
+        ReferralInput,
         Status,
         StatusView,
         SuggestionRequest,
+        legacy_referral_workflow_id,
     )
-    from workflows.payloads import decode_action_argument, parse_referral_input
+    from workflows.payloads import (
+        decode_action_argument,
+        parse_earlier_referral_input,
+        parse_referral_input,
+    )
     from workflows.visibility import changed_attributes
 
 STARTING_WAIT = timedelta(seconds=10)
 CLOCK_SKEW = timedelta(days=1)  # how far ahead of the server's clock received_at may be
+
+# A run continues as new at the first of these (or when the server suggests it).
+MAX_EVENTS_PER_RUN = 4_000
+MAX_BYTES_PER_RUN = 4 * 1024 * 1024
+MAX_MESSAGES_PER_RUN = 1_000  # signals and updates handled
+
 NOT_SERVED = ["PartnerNotFound", "RegionNotServed"]
+# The directory is read in the first workflow task, twice at most; one that stays down is
+# retried by the server (no history event per try) until the respond deadline.
+QUICK_LOOKUP_RETRY = RetryPolicy(maximum_attempts=2, non_retryable_error_types=NOT_SERVED)
 LOOKUP_RETRY = RetryPolicy(
-    maximum_interval=timedelta(minutes=1), non_retryable_error_types=NOT_SERVED
+    maximum_interval=timedelta(minutes=5), non_retryable_error_types=NOT_SERVED
 )
-# The archive must never lose a referral: retry until the database is back.
+# The archive must never lose a referral: retry until the database is back (the activity
+# counts and logs every failure past the third).
 ARCHIVE_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
 EMAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(minutes=5),
-    non_retryable_error_types=["EmailRejected"],
+    non_retryable_error_types=[REJECTED, OUTCOME_UNKNOWN],
 )
+EMAIL_BUDGET = timedelta(hours=24)  # from the first attempt, across runs
+# An attempt whose answer never came may have been accepted: try again only after a long
+# pause, and never more than this many times in all, so that at most this many copies exist.
+MAX_UNKNOWN_OUTCOMES = 3
+UNKNOWN_OUTCOME_PAUSE = timedelta(hours=1)
+ACTIVITY_TIMEOUT = timedelta(seconds=30)
+WAIT = workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -58,16 +89,36 @@ class ReferralWorkflow:
     def __init__(self, *args: Any) -> None:
         self._invalid_input: str | None = None
         self._referral: Referral | None = None
+        continued: Continuation | None = None
         try:
-            input = parse_referral_input(args)
-            self._referral = Referral(input.rfi, input.partner_id)
+            try:
+                input = parse_referral_input(args)
+            except ValueError:
+                # A run started before text fields were strict replays as it ran then.
+                if workflow.patched("strict-text-input"):
+                    raise
+                input = parse_earlier_referral_input(args)
+            continued = input.continued
+            if continued is not None and workflow.info().continued_run_id is None:
+                raise ValueError("invalid referral input: continued: set by the workflow only")
+            workflow_id = workflow.info().workflow_id
+            self._referral = (
+                Referral.restored(input.rfi, input.partner_id, workflow_id, continued.state)
+                if continued
+                else Referral(input.rfi, input.partner_id, workflow_id)
+            )
         except ValueError as error:
             self._invalid_input = str(error)
-        self._started = False
+        self._continued = continued is not None
+        self._queued = continued.queued_action if continued else None
+        self._pending = {p.request.id: p for p in continued.pending_emails} if continued else {}
+        self._archived = continued.archived if continued else -1  # -1: before the first write
+        self._counted = continued.counted if continued else 0  # transitions in the metrics
         self._changes = 0
-        self._emails: list[asyncio.Task[None]] = []
-        self._archived = -1  # transitions in the archive; -1 before the first write
-        self._counted = 0  # transitions counted in the metrics
+        self._messages = 0  # signals and updates this run has handled
+        self._sending = False  # emails go out once the run has started its senders
+        self._draining = False  # continuing as new: start no activity, carry what is left
+        self._tasks: list[asyncio.Task[None]] = []
         self._transition_counter = workflow.metric_meter().create_counter(
             "referral_transitions", "Referral transitions by from, to and cause", "transitions"
         )
@@ -75,26 +126,28 @@ class ReferralWorkflow:
     @workflow.run
     async def run(self, *args: Any) -> StatusView:
         referral = self.referral
-        rfi = referral.rfi
-        if workflow.info().workflow_id != referral.referral_id:
-            raise ApplicationError(
-                f"the workflow id must be {referral.referral_id!r} for RFI {rfi.id!r} "
-                f"and partner {referral.partner_id!r}",
-                type="WorkflowIdMismatch",
-            )
-        if rfi.received_at > workflow.now() + CLOCK_SKEW:
-            raise ApplicationError(
-                f"received_at {rfi.received_at.isoformat()} is in the future", type="InvalidInput"
-            )
+        if not self._continued:
+            self._check_start()
         self._publish()
-        partner = await self._look_up_partner()
-        self._started = True
-        self._apply(referral.start(partner, workflow.now()))
-        archiving = asyncio.create_task(self._keep_archived())
+        if not referral.started:
+            lookup = asyncio.create_task(self._look_up_partner())
+            if not await self._wait(lookup.done):
+                lookup.cancel()
+                await asyncio.gather(lookup, return_exceptions=True)
+                await self._continue_as_new()
+            self._apply(referral.start(lookup.result(), workflow.now()))
+            self._take_queued_action()
+        self._tasks.append(asyncio.create_task(self._keep_archived()))
+        self._sending = True
+        for email_id in list(self._pending):
+            self._launch(email_id)
         while not referral.closed:
-            await self._wait_for_change_until(referral.next_wakeup())
+            if not await self._wait(self._changed_since(self._changes), referral.next_wakeup()):
+                await self._continue_as_new()
             self._apply(referral.fire_due(workflow.now()))
-        await asyncio.gather(archiving, *self._emails)
+        if not await self._wait(self._all_done):
+            await self._continue_as_new()
+        await asyncio.gather(*self._tasks)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return referral.view()
 
@@ -111,23 +164,30 @@ class ReferralWorkflow:
         return self.referral.view()
 
     @workflow.signal(dynamic=True)
-    async def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
-        if not self._started:
-            await workflow.wait_condition(lambda: self._started)
+    def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        self._messages += 1
+        referral = self.referral
         now = workflow.now()
         try:
-            self._apply(self.referral.act(name, self._argument(name, args), now))
+            argument = self._argument(name, args)
+            if referral.started:
+                self._apply(referral.act(name, argument, now))
+            else:
+                self._queue(name, argument, now)
         except ActionRejected as rejected:
-            workflow.logger.warning("Signal refused: %s", rejected)
-            self.referral.reject(name, now, rejected.reason)
+            workflow.logger.warning("Signal %.64r refused: %s", name, rejected.reason)
+            referral.reject(name, now, rejected.reason)
 
     @workflow.update(dynamic=True)
     async def on_update(self, name: str, args: Sequence[RawValue]) -> StatusView:
+        self._messages += 1
         try:
-            if not self._started:
+            if not self.referral.started:
                 # A caller waits a little while the partner's contact is looked up, not forever.
                 try:
-                    await workflow.wait_condition(lambda: self._started, timeout=STARTING_WAIT)
+                    await workflow.wait_condition(
+                        lambda: self.referral.started, timeout=STARTING_WAIT
+                    )
                 except TimeoutError:
                     raise ActionRejected(
                         name, Status.NEW, "the referral is still starting; try again in a moment"
@@ -144,14 +204,92 @@ class ReferralWorkflow:
         except ActionRejected as rejected:
             raise _as_application_error(rejected) from None
 
-    # --- Internals ----------------------------------------------------------------------
+    # --- Starting -----------------------------------------------------------------------
 
-    async def _wait_for_change_until(self, wakeup: datetime | None) -> None:
-        seen = self._changes
-        timeout = None if wakeup is None else (wakeup - workflow.now()).total_seconds()
-        if timeout is None or timeout > 0:
-            with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(lambda: self._changes != seen, timeout=timeout)
+    def _check_start(self) -> None:
+        referral = self.referral
+        rfi = referral.rfi
+        workflow_id = workflow.info().workflow_id
+        # Runs started before ids became injective keep the old id; new runs may not use it.
+        legacy = workflow_id == legacy_referral_workflow_id(rfi.id, referral.partner_id)
+        if legacy and workflow.patched("injective-workflow-id"):
+            legacy = False
+        expected = ReferralInput(rfi=rfi, partner_id=referral.partner_id).workflow_id
+        if workflow_id != expected and not legacy:
+            raise ApplicationError(
+                f"the workflow id must be {expected!r} for RFI {rfi.id!r} "
+                f"and partner {referral.partner_id!r}",
+                type="WorkflowIdMismatch",
+            )
+        if rfi.received_at > workflow.now() + CLOCK_SKEW:
+            raise ApplicationError(
+                f"received_at {rfi.received_at.isoformat()} is in the future", type="InvalidInput"
+            )
+
+    async def _look_up_partner(self) -> PartnerContact:
+        referral = self.referral
+        lookup = ContactLookup(
+            partner_id=referral.partner_id,
+            region=referral.rfi.region,
+            location=referral.rfi.location,
+        )
+        deadline = referral.deadline
+        left = (deadline.due_at - workflow.now()) if deadline else timedelta(0)
+        try:
+            try:
+                return await workflow.execute_local_activity_method(
+                    DirectoryActivities.look_up_contact,
+                    lookup,
+                    start_to_close_timeout=timedelta(seconds=5),
+                    retry_policy=QUICK_LOOKUP_RETRY,
+                )
+            # A local activity's failure may come unwrapped, as the activity raised it.
+            except (ActivityError, ApplicationError) as error:
+                if _error_type(error) in NOT_SERVED:
+                    raise
+                workflow.logger.warning(
+                    "Partner directory unavailable, retrying until the respond deadline: %s",
+                    _cause(error),
+                )
+            return await workflow.execute_activity_method(
+                DirectoryActivities.look_up_contact,
+                lookup,
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
+                schedule_to_close_timeout=max(left, timedelta(minutes=10)),
+                retry_policy=LOOKUP_RETRY,
+            )
+        except (ActivityError, ApplicationError) as error:
+            cause = _cause(error)
+            if isinstance(cause, ApplicationError) and cause.type in NOT_SERVED:
+                kind, message = cause.type, cause.message
+            else:
+                kind, message = "LookupFailed", f"the partner directory did not answer: {cause}"
+            raise ApplicationError(
+                f"Referral {referral.referral_id} cannot start: {message}",
+                type=kind,
+                non_retryable=True,
+            ) from error
+
+    def _queue(self, name: str, argument: Any, now: datetime) -> None:
+        """Keep a valid signal until the referral has started; one is all New can take."""
+        payload = self.referral.validate(name, argument, now)
+        if self._queued is not None:
+            raise ActionRejected(
+                name, Status.NEW, f"the referral is starting and {self._queued.name} is waiting"
+            )
+        self._queued = QueuedAction(name=name, argument=payload.model_dump(mode="json"), at=now)
+
+    def _take_queued_action(self) -> None:
+        queued, self._queued = self._queued, None
+        if queued is None:
+            return
+        now = workflow.now()
+        try:
+            self._apply(self.referral.act(queued.name, queued.argument, now))
+        except ActionRejected as rejected:  # the referral was late and is Missed already
+            self.referral.reject(queued.name, now, rejected.reason)
+
+    # --- Running ------------------------------------------------------------------------
 
     def _argument(self, name: str, args: Sequence[RawValue]) -> Any:
         try:
@@ -159,11 +297,72 @@ class ReferralWorkflow:
         except ValueError as error:
             raise ActionRejected(name, self.referral.status, f"invalid payload: {error}") from None
 
+    async def _wait(self, done: Callable[[], bool], until: datetime | None = None) -> bool:
+        """Wait for ``done`` or the time ``until``; False: continue as new first."""
+        timeout = None if until is None else (until - workflow.now()).total_seconds()
+        if timeout is None or timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: done() or self._continue_due(), timeout=timeout
+                )
+        return done() or not self._continue_due()
+
+    def _continue_due(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= MAX_EVENTS_PER_RUN
+            or info.get_current_history_size() >= MAX_BYTES_PER_RUN
+            or self._messages >= MAX_MESSAGES_PER_RUN
+        )
+
+    async def _continue_as_new(self) -> NoReturn:
+        """Let running activities finish (or cancel those waiting to retry), let handlers
+        finish, then hand everything left to a new run of the same workflow id."""
+        self._draining = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        referral = self.referral
+        workflow.logger.info(
+            "Continuing as new after %d events and %d messages",
+            workflow.info().get_current_history_length(),
+            self._messages,
+        )
+        workflow.continue_as_new(
+            ReferralInput(
+                rfi=referral.rfi,
+                partner_id=referral.partner_id,
+                continued=Continuation(
+                    state=referral.state(),
+                    pending_emails=list(self._pending.values()),
+                    queued_action=self._queued,
+                    archived=self._archived,
+                    counted=self._counted,
+                ),
+            )
+        )
+
+    def _changed_since(self, seen: int) -> Callable[[], bool]:
+        return lambda: self._changes != seen
+
+    def _all_done(self) -> bool:
+        return not self._pending and self._archived == len(self.referral.transitions)
+
     def _apply(self, emails: list[EmailRequest]) -> None:
         """After a change: wake the run loop, send its emails, publish the new state."""
         self._changes += 1
-        self._emails += [asyncio.create_task(self._send(email)) for email in emails]
+        for email in emails:
+            self._pending[email.id] = PendingEmail(
+                request=email, give_up_at=workflow.now() + EMAIL_BUDGET
+            )
+            self._launch(email.id)
         self._publish()
+
+    def _launch(self, email_id: str) -> None:
+        if self._sending and not self._draining:
+            self._tasks.append(asyncio.create_task(self._send(email_id)))
 
     def _publish(self) -> None:
         """Keep the search attributes current for operators, upserting only what changed,
@@ -183,66 +382,90 @@ class ReferralWorkflow:
         referral = self.referral
         while not (referral.closed and self._archived == len(referral.transitions)):
             await workflow.wait_condition(
-                lambda: referral.closed or self._archived != len(referral.transitions)
+                lambda: (
+                    self._draining or referral.closed or self._archived != len(referral.transitions)
+                )
             )
             count = len(referral.transitions)
+            # Checked after every wait: a write that finished after the cancellation was
+            # asked for comes back normally, and the task must still end.
+            if self._draining:
+                return  # continuing as new: the next run writes what is left
             if count != self._archived:
-                await workflow.execute_activity_method(
-                    ArchiveActivities.record_referral,
-                    referral.view(),
-                    start_to_close_timeout=timedelta(seconds=30),
-                    retry_policy=ARCHIVE_RETRY,
-                )
+                try:
+                    await workflow.execute_activity_method(
+                        ArchiveActivities.record_referral,
+                        referral.view(),
+                        start_to_close_timeout=ACTIVITY_TIMEOUT,
+                        retry_policy=ARCHIVE_RETRY,
+                        cancellation_type=WAIT,
+                    )
+                except ActivityError as error:
+                    if isinstance(error.cause, CancelledError):
+                        return
+                    raise
                 self._archived = count
 
-    async def _look_up_partner(self) -> PartnerContact:
-        referral = self.referral
-        lookup = ContactLookup(
-            partner_id=referral.partner_id,
-            region=referral.rfi.region,
-            location=referral.rfi.location,
-        )
-        deadline = referral.deadline
-        # Retry a broken directory until the respond deadline, then fail visibly.
-        left = (deadline.due_at - workflow.now()) if deadline else timedelta(0)
-        try:
-            return await workflow.execute_local_activity_method(
-                DirectoryActivities.look_up_contact,
-                lookup,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=max(left, timedelta(minutes=10)),
-                retry_policy=LOOKUP_RETRY,
-            )
-        except ActivityError as error:
-            cause = error.cause
-            if isinstance(cause, ApplicationError) and cause.type in NOT_SERVED:
-                kind, message = cause.type, cause.message
-            else:
-                kind, message = "LookupFailed", f"the partner directory did not answer: {cause}"
-            raise ApplicationError(
-                f"Referral {referral.referral_id} cannot start: {message}",
-                type=kind,
-                non_retryable=True,
-            ) from error
+    # --- Emails -------------------------------------------------------------------------
 
-    async def _send(self, email: EmailRequest) -> None:
-        if email.kind is EmailKind.REROUTE:
-            email = email.model_copy(update={"alternatives": await self._alternatives()})
+    async def _send(self, email_id: str) -> None:
         try:
-            await workflow.execute_activity_method(
-                EmailActivities.send_email,
-                email,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(hours=24),
-                retry_policy=EMAIL_RETRY,
-            )
-        except ActivityError as error:
-            cause = error.cause
-            message = cause.message if isinstance(cause, ApplicationError) else str(error)
-            workflow.logger.warning("Email %s failed: %s", email.id, message)
-            self.referral.record_email(email.id, EmailOutcome.FAILED, message)
-        else:
-            self.referral.record_email(email.id, EmailOutcome.SENT)
+            await self._deliver(email_id)
+        except asyncio.CancelledError:
+            if not self._draining:
+                raise  # otherwise left pending, for the next run
+
+    async def _deliver(self, email_id: str) -> None:
+        """Send until sent, refused, out of budget, or unknown too often."""
+        while not self._draining:
+            pending = self._pending[email_id]
+            email = pending.request
+            if email.kind is EmailKind.REROUTE and not pending.suggestions_asked:
+                alternatives = await self._alternatives()
+                if self._draining:
+                    return
+                email = email.model_copy(update={"alternatives": alternatives})
+                pending = pending.model_copy(update={"request": email, "suggestions_asked": True})
+                self._pending[email_id] = pending
+            left = pending.give_up_at - workflow.now()
+            if left <= timedelta(0):
+                self._settle(email_id, EmailOutcome.FAILED, "not sent within 24 hours")
+                return
+            try:
+                await workflow.execute_activity_method(
+                    EmailActivities.send_email,
+                    email,
+                    start_to_close_timeout=ACTIVITY_TIMEOUT,
+                    schedule_to_close_timeout=left,
+                    retry_policy=EMAIL_RETRY,
+                    cancellation_type=WAIT,
+                )
+            except ActivityError as error:
+                if isinstance(error.cause, CancelledError):
+                    return  # continuing as new: the next run sends it
+                if _error_type(error) != OUTCOME_UNKNOWN:
+                    self._settle(email_id, EmailOutcome.FAILED, _message(error))
+                    return
+                unknown = pending.unknown_outcomes + 1
+                if unknown >= MAX_UNKNOWN_OUTCOMES:
+                    self._settle(
+                        email_id,
+                        EmailOutcome.FAILED,
+                        f"no answer from the provider to {unknown} attempts: it may have "
+                        f"accepted up to {unknown} copies",
+                    )
+                    return
+                self._pending[email_id] = pending.model_copy(update={"unknown_outcomes": unknown})
+                await workflow.sleep(UNKNOWN_OUTCOME_PAUSE)
+            else:
+                self._settle(email_id, EmailOutcome.SENT)
+                return
+
+    def _settle(self, email_id: str, outcome: EmailOutcome, error: str | None = None) -> None:
+        if error is not None:
+            workflow.logger.warning("Email %s failed: %s", email_id, error)
+        self.referral.record_email(email_id, outcome, error)
+        del self._pending[email_id]
 
     async def _alternatives(self) -> list[str] | None:
         """Partners to suggest to the customer; None if they cannot be known in time."""
@@ -257,13 +480,29 @@ class ReferralWorkflow:
             return await workflow.execute_activity_method(
                 SuggestionActivities.suggest_partners,
                 request,
-                start_to_close_timeout=timedelta(seconds=30),
+                start_to_close_timeout=ACTIVITY_TIMEOUT,
                 schedule_to_close_timeout=timedelta(minutes=10),
                 retry_policy=ARCHIVE_RETRY,
+                cancellation_type=WAIT,
             )
         except ActivityError as error:
-            workflow.logger.warning("No partner suggestions for the customer: %s", error.cause)
+            if not isinstance(error.cause, CancelledError):
+                workflow.logger.warning("No partner suggestions for the customer: %s", error.cause)
             return None
+
+
+def _cause(error: Exception) -> BaseException | None:
+    return error.cause if isinstance(error, ActivityError) else error
+
+
+def _error_type(error: Exception) -> str | None:
+    cause = _cause(error)
+    return cause.type if isinstance(cause, ApplicationError) else None
+
+
+def _message(error: ActivityError) -> str:
+    cause = error.cause
+    return cause.message if isinstance(cause, ApplicationError) else str(error)
 
 
 def _as_application_error(rejected: ActionRejected) -> ApplicationError:
