@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import History
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from activities.directory import DirectoryFile
 from activities.mailers import OutboxMailer
@@ -28,8 +30,17 @@ from starter.settings import Settings
 from tests.conftest import SAMPLES, make_rfi
 from worker import build_worker
 from workflows import RESPOND_BY_KEY
-from workflows.models import EmailOutcome, ReferralInput, Rfi, Status, StatusView
+from workflows.lifecycle import Referral
+from workflows.models import (
+    EmailOutcome,
+    ReferralInput,
+    Rfi,
+    Status,
+    StatusView,
+    legacy_referral_workflow_id,
+)
 from workflows.referral import MAX_MESSAGES_PER_RUN, ReferralWorkflow
+from workflows.visibility import start_attributes
 
 PARTNER = "acme-consulting"
 MB = 1024 * 1024
@@ -224,3 +235,54 @@ async def test_ids_that_the_old_scheme_made_collide_are_two_referrals(
     # other RFI's customer.
     with pytest.raises(referrals.ReferralError, match="unknown partner 'consulting'"):
         await referrals.status(client, first.id, "consulting")
+
+
+@workflow.defn(name="ReferralWorkflow", sandboxed=False)
+class EarlierReferral:
+    """A run started before ids were injective, as the commands meet it: its old id, its
+    search attributes, its `status` query and an update."""
+
+    @workflow.init
+    def __init__(self, view: StatusView) -> None:
+        self._view = view
+
+    @workflow.run
+    async def run(self, view: StatusView) -> StatusView:
+        await workflow.wait_condition(lambda: self._view.status is not Status.NEW)
+        return self._view
+
+    @workflow.query(name="status")
+    def status(self) -> StatusView:
+        return self._view
+
+    @workflow.update(name="interested")
+    def interested(self, payload: dict[str, Any]) -> StatusView:
+        self._view = self._view.model_copy(update={"status": Status.EVALUATING})
+        return self._view
+
+
+async def test_runs_under_the_earlier_id_are_found_for_their_own_pair_only(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    client = dev_env.client
+    suffix = uuid.uuid4().hex[:8]
+    rfi = make_rfi(id=f"c{suffix}", received_at=datetime.now(UTC).isoformat())
+    referral = Referral(rfi, PARTNER, legacy_referral_workflow_id(rfi.id, PARTNER))
+    queue = f"earlier-{uuid.uuid4()}"
+    async with Worker(client, task_queue=queue, workflows=[EarlierReferral]):
+        await client.start_workflow(
+            EarlierReferral.run,
+            referral.view(),
+            id=referral.referral_id,
+            task_queue=queue,
+            search_attributes=start_attributes(referral),
+        )
+        view = await referrals.status(client, rfi.id, PARTNER)
+        assert (view.rfi_id, view.partner_id, view.status) == (rfi.id, PARTNER, Status.NEW)
+        acted = await referrals.act(client, rfi.id, PARTNER, "interested", {})
+        assert acted.status is Status.EVALUATING
+        # The other pair the old id stood for: never this referral's view.
+        with pytest.raises(referrals.ReferralError, match=f"no referral referral:c{suffix}-acme"):
+            await referrals.status(client, f"c{suffix}-acme", "consulting")
+        with pytest.raises(referrals.ReferralError, match="no referral"):
+            await referrals.act(client, f"c{suffix}-acme", "consulting", "interested", {})

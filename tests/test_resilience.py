@@ -217,3 +217,40 @@ async def test_a_provider_that_never_answers_in_time_gets_at_most_three_copies(
         assert lead.outcome is EmailOutcome.SENT
     answer = "slower than the client" if slow else "in time"
     print(f"provider {answer}: {provider.copies[lead.id]} copies of the lead")
+
+
+async def test_actions_sent_while_the_directory_is_down_are_taken_in_order_once_it_is_back(
+    time_skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    executor: ThreadPoolExecutor,
+    directory: Path,
+) -> None:
+    env = time_skipping_env
+    queue = f"referrals-test-{uuid.uuid4()}"
+    good = await asyncio.to_thread(directory.read_bytes)
+    close = str((await env.get_current_time() + timedelta(days=90)).date())
+    accept = {"estimated_deal_value": "9000", "currency": "EUR", "estimated_close_date": close}
+    async with build_worker(
+        env.client, settings, executor, task_queue=queue, directory=DirectoryFile(directory)
+    ):
+        await asyncio.to_thread(directory.write_text, "{ half a file")
+        workflow_id = await start(env.client, queue, await received_now(env))
+        handle = env.client.get_workflow_handle_for(ReferralWorkflow.run, workflow_id)
+        await handle.signal("interested", {})
+        await handle.signal("escalate", {})  # no such action: refused at once
+        await handle.signal("accept", accept)
+        await handle.signal("won", {"final_deal_value": "9500"})
+        await env.sleep(timedelta(hours=2))
+        await asyncio.to_thread(directory.write_bytes, good)
+        await env.sleep(timedelta(minutes=10))
+        final = await handle.result()
+    assert final.status is Status.WON
+    assert [t.to for t in final.transitions] == [
+        Status.EVALUATING,
+        Status.NEGOTIATING,
+        Status.WON,
+    ]
+    assert [(r.action, r.reason) for r in final.rejected_actions] == [
+        ("escalate", "unknown action")
+    ]
+    assert [e.kind for e in final.emails] == ["lead", "details"]

@@ -213,21 +213,23 @@ class Referral:
 
     def validate(self, action: str, argument: Any, now: datetime) -> ActionPayload:
         """The typed payload if ``action`` may be taken now; raises ``ActionRejected``."""
-        try:
-            name = Action(action)
-        except ValueError:
-            raise ActionRejected(action, self.status, "unknown action") from None
+        name = self._action(action)
         if self.closed:
             raise ActionRejected(action, self.status, f"the referral is closed ({self.status})")
         if (self.status, name) not in TRANSITIONS:
             raise ActionRejected(action, self.status, f"not allowed while {self.status}")
-        try:
-            payload = PAYLOAD_TYPES[name].model_validate({} if argument is None else argument)
-        except ValidationError as error:
-            raise ActionRejected(action, self.status, _first_error(error)) from None
+        payload = self.parse_payload(action, argument)
         if isinstance(payload, AcceptPayload):
             self._check_close_date(action, payload.estimated_close_date, now)
         return payload
+
+    def parse_payload(self, action: str, argument: Any) -> ActionPayload:
+        """The action's typed payload, whatever the state; raises ``ActionRejected``."""
+        name = self._action(action)
+        try:
+            return PAYLOAD_TYPES[name].model_validate({} if argument is None else argument)
+        except ValidationError as error:
+            raise ActionRejected(action, self.status, _first_error(error)) from None
 
     def act(self, action: str, argument: Any, now: datetime) -> list[EmailRequest]:
         payload = self.validate(action, argument, now)
@@ -278,6 +280,12 @@ class Referral:
         ]
 
     # --- Internals ----------------------------------------------------------------------
+
+    def _action(self, action: str) -> Action:
+        try:
+            return Action(action)
+        except ValueError:
+            raise ActionRejected(action, self.status, "unknown action") from None
 
     def _check_close_date(self, action: str, close_date: date, now: datetime) -> None:
         today = now.astimezone(UTC).date()

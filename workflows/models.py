@@ -402,7 +402,8 @@ class PendingEmail(WireModel):
 
 
 class QueuedAction(WireModel):
-    """An action that arrived as a signal while the referral was starting."""
+    """An action that arrived as a signal while the referral was starting, its payload
+    checked; whether the state allows it is judged once the referral has started."""
 
     name: str
     argument: Any = None
@@ -427,7 +428,7 @@ class ReferralState(WireModel):
 class Continuation(WireModel):
     state: ReferralState
     pending_emails: list[PendingEmail] = []
-    queued_action: QueuedAction | None = None
+    queued_actions: list[QueuedAction] = []
     archived: int = -1  # transitions in the archive; -1 before the first write
     counted: int = 0  # transitions counted in the metrics
 

@@ -56,6 +56,7 @@ CLOCK_SKEW = timedelta(days=1)  # how far ahead of the server's clock received_a
 MAX_EVENTS_PER_RUN = 4_000
 MAX_BYTES_PER_RUN = 4 * 1024 * 1024
 MAX_MESSAGES_PER_RUN = 1_000  # signals and updates handled
+MAX_QUEUED_ACTIONS = 10  # signals kept while the referral starts; New takes at most 3 in a row
 
 NOT_SERVED = ["PartnerNotFound", "RegionNotServed"]
 # The directory is read in the first workflow task, twice at most; one that stays down is
@@ -110,7 +111,7 @@ class ReferralWorkflow:
         except ValueError as error:
             self._invalid_input = str(error)
         self._continued = continued is not None
-        self._queued = continued.queued_action if continued else None
+        self._queued = list(continued.queued_actions) if continued else []
         self._pending = {p.request.id: p for p in continued.pending_emails} if continued else {}
         self._archived = continued.archived if continued else -1  # -1: before the first write
         self._counted = continued.counted if continued else 0  # transitions in the metrics
@@ -136,7 +137,7 @@ class ReferralWorkflow:
                 await asyncio.gather(lookup, return_exceptions=True)
                 await self._continue_as_new()
             self._apply(referral.start(lookup.result(), workflow.now()))
-            self._take_queued_action()
+            self._take_queued_actions()
         self._tasks.append(asyncio.create_task(self._keep_archived()))
         self._sending = True
         for email_id in list(self._pending):
@@ -271,23 +272,25 @@ class ReferralWorkflow:
             ) from error
 
     def _queue(self, name: str, argument: Any, now: datetime) -> None:
-        """Keep a valid signal until the referral has started; one is all New can take."""
-        payload = self.referral.validate(name, argument, now)
-        if self._queued is not None:
+        """Keep a signal until the referral has started, in order: a backend may send
+        `interested` and `accept` right after the start. The state judges them then."""
+        payload = self.referral.parse_payload(name, argument)
+        if len(self._queued) >= MAX_QUEUED_ACTIONS:
             raise ActionRejected(
-                name, Status.NEW, f"the referral is starting and {self._queued.name} is waiting"
+                name, Status.NEW, f"the referral is starting and {len(self._queued)} actions wait"
             )
-        self._queued = QueuedAction(name=name, argument=payload.model_dump(mode="json"), at=now)
+        self._queued.append(
+            QueuedAction(name=name, argument=payload.model_dump(mode="json"), at=now)
+        )
 
-    def _take_queued_action(self) -> None:
-        queued, self._queued = self._queued, None
-        if queued is None:
-            return
-        now = workflow.now()
-        try:
-            self._apply(self.referral.act(queued.name, queued.argument, now))
-        except ActionRejected as rejected:  # the referral was late and is Missed already
-            self.referral.reject(queued.name, now, rejected.reason)
+    def _take_queued_actions(self) -> None:
+        queued, self._queued = self._queued, []
+        for action in queued:
+            now = workflow.now()
+            try:
+                self._apply(self.referral.act(action.name, action.argument, now))
+            except ActionRejected as rejected:  # e.g. the referral was late and is Missed
+                self.referral.reject(action.name, now, rejected.reason)
 
     # --- Running ------------------------------------------------------------------------
 
@@ -337,7 +340,7 @@ class ReferralWorkflow:
                 continued=Continuation(
                     state=referral.state(),
                     pending_emails=list(self._pending.values()),
-                    queued_action=self._queued,
+                    queued_actions=self._queued,
                     archived=self._archived,
                     counted=self._counted,
                 ),
