@@ -59,9 +59,9 @@ MAX_MESSAGES_PER_RUN = 1_000  # signals and updates handled
 MAX_QUEUED_ACTIONS = 10  # signals kept while the referral starts; New takes at most 3 in a row
 
 NOT_SERVED = ["PartnerNotFound", "RegionNotServed"]
-# The directory is read in the first workflow task, twice at most; one that stays down is
-# retried by the server (no history event per try) until the respond deadline.
-QUICK_LOOKUP_RETRY = RetryPolicy(maximum_attempts=2, non_retryable_error_types=NOT_SERVED)
+# The directory is read once in the first workflow task; if that fails, the server retries
+# a regular activity (no history event per try) until the respond deadline.
+QUICK_LOOKUP_RETRY = RetryPolicy(maximum_attempts=1)
 LOOKUP_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5), non_retryable_error_types=NOT_SERVED
 )
