@@ -96,6 +96,16 @@ def make_rfi(**changes: Any) -> Rfi:
     return Rfi.model_validate(rfi_data(**changes))
 
 
+# A customer whose every detail is distinctive: any trace of them where the customer's
+# contact must not go (a log line, a failure, a partner's first emails) is a leak.
+DISTINCTIVE_CUSTOMER = {
+    "name": "Quentin Zylberstein",
+    "company": "Haulagecorp KG",
+    "email": "q.zyl@haulagecorp.example",
+    "phone": "+49 30 5550199",
+}
+DISTINCTIVE_TRACES = ("Quentin", "Zylberstein", "Haulagecorp", "q.zyl", "5550199")
+
 # The contact samples/partners.json gives for acme-consulting in Berlin.
 ACME_BERLIN = PartnerContact(
     partner_id="acme-consulting",

@@ -24,20 +24,21 @@ from activities.archive import ALARM_AFTER_ATTEMPTS, FAILURES_METRIC, ArchiveAct
 from archive.database import create_archive_engine, upgrade
 from archive.store import ArchiveStore
 from starter.settings import Settings
-from tests.conftest import ACME_BERLIN, RECEIVED_AT, make_rfi, running_worker
+from tests.conftest import (
+    ACME_BERLIN,
+    DISTINCTIVE_CUSTOMER,
+    DISTINCTIVE_TRACES,
+    RECEIVED_AT,
+    make_rfi,
+    running_worker,
+)
 from tests.test_archive import archive_attempts, pending_activities
 from workflows.lifecycle import Referral
 from workflows.models import ReferralInput, StatusView
 from workflows.referral import ReferralWorkflow
 
-# Distinctive values: any trace of them in a log line or a failure is a leak.
-CUSTOMER = {
-    "name": "Quentin Zylberstein",
-    "company": "Haulagecorp KG",
-    "email": "q.zyl@haulagecorp.example",
-    "phone": "+49 30 5550199",
-}
-TRACES = ("quentin", "zylberstein", "haulagecorp", "q.zyl", "5550199")
+CUSTOMER = DISTINCTIVE_CUSTOMER
+TRACES = tuple(trace.lower() for trace in DISTINCTIVE_TRACES)
 
 
 def leaks(texts: list[str]) -> list[str]:

@@ -26,7 +26,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.email import EmailActivities
 from activities.mailers import OutboxMailer, SendGridMailer
 from activities.rendering import EmailRenderer, RenderedEmail
-from tests.conftest import ACME_BERLIN, make_rfi
+from tests.conftest import ACME_BERLIN, DISTINCTIVE_CUSTOMER, DISTINCTIVE_TRACES, make_rfi
 from workflows.models import EmailKind, EmailRequest, Rfi, Status
 
 SENDER = "Referrals <r@example.com>"
@@ -37,14 +37,8 @@ DUE_AT_SHOWN = "2026-11-28 09:30 UTC"
 
 PARTNER = ACME_BERLIN
 
-# Distinctive values, so that any trace of them in a partner's first emails is a leak.
-CUSTOMER = {
-    "name": "Quentin Zylberstein",
-    "company": "Haulagecorp KG",
-    "email": "q.zyl@haulagecorp.example",
-    "phone": "+49 30 5550199",
-}
-CUSTOMER_TRACES = ("Quentin", "Zylberstein", "Haulagecorp", "q.zyl", "5550199")
+CUSTOMER = DISTINCTIVE_CUSTOMER
+CUSTOMER_TRACES = DISTINCTIVE_TRACES
 OVERVIEW = {
     "need": "Migrate our on-premise ERP to the cloud within six months",
     "region": "emea",

@@ -17,7 +17,12 @@ from typing import Any, NoReturn
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+)
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.archive import ArchiveActivities
@@ -68,6 +73,7 @@ LOOKUP_RETRY = RetryPolicy(
 # The archive must never lose a referral: retry until the database is back (the activity
 # counts and logs every failure past the third).
 ARCHIVE_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
+ARCHIVE_ROUND = timedelta(days=1)  # then a new activity: no timeout that outlives the run
 EMAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(minutes=5),
@@ -400,13 +406,17 @@ class ReferralWorkflow:
                         ArchiveActivities.record_referral,
                         referral.view(),
                         start_to_close_timeout=ACTIVITY_TIMEOUT,
+                        schedule_to_close_timeout=ARCHIVE_ROUND,
                         retry_policy=ARCHIVE_RETRY,
                         cancellation_type=WAIT,
                     )
                 except ActivityError as error:
                     if isinstance(error.cause, CancelledError):
                         return
-                    raise
+                    if not isinstance(error.cause, ActivityTimeout):
+                        raise
+                    workflow.logger.error("Archive write not done in a day; trying on")
+                    continue  # the archive must never lose a referral
                 self._archived = count
 
     # --- Emails -------------------------------------------------------------------------
