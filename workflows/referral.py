@@ -74,6 +74,8 @@ LOOKUP_RETRY = RetryPolicy(
 # counts and logs every failure past the third).
 ARCHIVE_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
 ARCHIVE_ROUND = timedelta(days=1)  # then a new activity: no timeout that outlives the run
+# Suggestions are a courtesy: a few tries, then the reroute goes out without them.
+SUGGESTIONS_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1), maximum_attempts=5)
 EMAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(minutes=5),
@@ -495,7 +497,7 @@ class ReferralWorkflow:
                 request,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 schedule_to_close_timeout=timedelta(minutes=10),
-                retry_policy=ARCHIVE_RETRY,
+                retry_policy=SUGGESTIONS_RETRY,
                 cancellation_type=WAIT,
             )
         except ActivityError as error:
