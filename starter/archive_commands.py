@@ -58,7 +58,7 @@ def list_referrals(
     table = Table("RFI", "Partner", "Region", "Status", "Received", "Updated", "Deal")
     for r in rows:
         amount = r.final_deal_value or r.estimated_deal_value
-        deal = f"{_money(amount)} {r.currency}" if amount is not None else ""
+        deal = f"{_money_text(amount)} {r.currency}" if amount is not None else ""
         table.add_row(
             r.rfi_id,
             r.partner_id,
@@ -176,19 +176,19 @@ def summary(row: ReferralRow) -> dict[str, Any]:
         "first_response_at": _iso(row.first_response_at),
         "updated_at": _iso(row.updated_at),
         "closed_at": _iso(row.closed_at),
-        "estimated_deal_value": _money(row.estimated_deal_value),
+        "estimated_deal_value": _money_text(row.estimated_deal_value),
         "currency": row.currency,
         "estimated_close_date": row.estimated_close_date.isoformat()
         if row.estimated_close_date
         else None,
-        "final_deal_value": _money(row.final_deal_value),
+        "final_deal_value": _money_text(row.final_deal_value),
     }
 
 
 def stats_json(stats: PartnerStats) -> dict[str, Any]:
     data = asdict(stats)
     for key in ("pipeline_value", "won_value"):
-        data[key] = {currency: _money(v) for currency, v in sorted(data[key].items())}
+        data[key] = {currency: _money_text(v) for currency, v in sorted(data[key].items())}
     return data
 
 
@@ -196,7 +196,7 @@ def _iso(value: Any) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def _money(value: Decimal | None) -> str | None:
+def _money_text(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")
 
 
@@ -216,4 +216,4 @@ def _duration(seconds: float | None) -> str:
 
 
 def _amounts(values: dict[str, Decimal]) -> str:
-    return ", ".join(f"{_money(v)} {c}" for c, v in sorted(values.items()))
+    return ", ".join(f"{_money_text(v)} {c}" for c, v in sorted(values.items()))

@@ -34,7 +34,7 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-ANSWER_WITHIN = timedelta(seconds=30)
+COMMAND_TIMEOUT = timedelta(seconds=30)  # how long a command waits for Temporal
 
 
 def run(operation: Callable[[Client], Awaitable[T]]) -> T:
@@ -52,10 +52,10 @@ def run(operation: Callable[[Client], Awaitable[T]]) -> T:
                 f"(namespace {settings.temporal_namespace}): {error}"
             )
         try:
-            return await asyncio.wait_for(operation(client), ANSWER_WITHIN.total_seconds())
+            return await asyncio.wait_for(operation(client), COMMAND_TIMEOUT.total_seconds())
         except TimeoutError:
             fail(
-                f"no answer within {ANSWER_WITHIN.seconds} s: is a worker polling the "
+                f"no answer within {COMMAND_TIMEOUT.seconds} s: is a worker polling the "
                 f"'{TASK_QUEUE}' task queue of namespace {settings.temporal_namespace}?"
             )
 

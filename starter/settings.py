@@ -5,6 +5,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from workflows import TASK_QUEUE
+
 
 class Settings(BaseSettings):
     """Every variable is documented in the README's configuration table."""
@@ -14,7 +16,7 @@ class Settings(BaseSettings):
     temporal_address: str = Field("localhost:7233", alias="TEMPORAL_ADDRESS")
     temporal_namespace: str = Field("default", alias="TEMPORAL_NAMESPACE")
     # The contract's queue is `referrals`; another one isolates a drill or a staging worker.
-    task_queue: str = Field("referrals", alias="REFERRALS_TASK_QUEUE", min_length=1)
+    task_queue: str = Field(TASK_QUEUE, alias="REFERRALS_TASK_QUEUE", min_length=1)
     sendgrid_api_key: SecretStr | None = Field(None, alias="SENDGRID_API_KEY")
     sendgrid_from: str = Field("Referrals <referrals@example.com>", alias="SENDGRID_FROM")
     sendgrid_api_host: str = Field("https://api.sendgrid.com", alias="SENDGRID_API_HOST")
