@@ -399,6 +399,7 @@ class PendingEmail(WireModel):
     give_up_at: UtcDatetime
     unknown_outcomes: int = 0  # attempts whose answer never came: each may have been a copy
     suggestions_asked: bool = False  # reroutes: alternatives looked up (None: unknown in time)
+    next_attempt_at: UtcDatetime | None = None  # after an unknown outcome, not before
 
 
 class QueuedAction(WireModel):

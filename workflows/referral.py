@@ -442,6 +442,8 @@ class ReferralWorkflow:
                 email = email.model_copy(update={"alternatives": alternatives})
                 pending = pending.model_copy(update={"request": email, "suggestions_asked": True})
                 self._pending[email_id] = pending
+            if pending.next_attempt_at is not None and pending.next_attempt_at > workflow.now():
+                await workflow.sleep(pending.next_attempt_at - workflow.now())
             left = pending.give_up_at - workflow.now()
             if left <= timedelta(0):
                 self._settle(email_id, EmailOutcome.FAILED, "not sent within 24 hours")
@@ -456,9 +458,11 @@ class ReferralWorkflow:
                     cancellation_type=WAIT,
                 )
             except ActivityError as error:
-                if isinstance(error.cause, CancelledError):
-                    return  # continuing as new: the next run sends it
-                if _error_type(error) != OUTCOME_UNKNOWN:
+                kind = _error_type(error)
+                final = kind in (REJECTED, OUTCOME_UNKNOWN)
+                if isinstance(error.cause, CancelledError) or (self._draining and not final):
+                    return  # continuing as new: the next run sends it, within its budget
+                if kind != OUTCOME_UNKNOWN:
                     self._settle(email_id, EmailOutcome.FAILED, _message(error))
                     return
                 unknown = pending.unknown_outcomes + 1
@@ -470,8 +474,12 @@ class ReferralWorkflow:
                         f"accepted up to {unknown} copies",
                     )
                     return
-                self._pending[email_id] = pending.model_copy(update={"unknown_outcomes": unknown})
-                await workflow.sleep(UNKNOWN_OUTCOME_PAUSE)
+                self._pending[email_id] = pending.model_copy(
+                    update={
+                        "unknown_outcomes": unknown,
+                        "next_attempt_at": workflow.now() + UNKNOWN_OUTCOME_PAUSE,
+                    }
+                )
             else:
                 self._settle(email_id, EmailOutcome.SENT)
                 return
