@@ -62,8 +62,10 @@ async def start_time_skipping() -> WorkflowEnvironment:
     return env
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """One per test module: a module's leftovers (timeouts of runs its workers no longer
+    serve) never move the clock another module's deadlines count on."""
     async with await start_time_skipping() as env:
         yield env
 
