@@ -5,7 +5,6 @@ gets one clear refusal instead of failing workflow tasks over and over.
 """
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -14,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio.common import RawValue
 
-from workflows.models import ReferralInput
+from workflows.models import CONTROLS_BUT_LINES, ReferralInput
 
 # What the worker's codec makes of a payload it cannot decrypt (a retired key, no codec on
 # the sender's side, a corrupted ciphertext): the workflow refuses it instead of failing
@@ -91,7 +90,4 @@ def parse_earlier_referral_input(args: Sequence[Any]) -> ReferralInput:
 
 def _as_text(data: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
     found = {f: data[f] for f in fields if isinstance(data.get(f), int | float | str)}
-    return {f: _EARLIER_CONTROLS.sub("", str(v)) for f, v in found.items()}
-
-
-_EARLIER_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+    return {f: CONTROLS_BUT_LINES.sub("", str(v)) for f, v in found.items()}
