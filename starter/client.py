@@ -1,6 +1,9 @@
 """The one place that connects to Temporal, with the converter every party must share."""
 
+import asyncio
 import dataclasses
+import subprocess
+import time
 from typing import Any
 
 from temporalio.api.common.v1 import Payload
@@ -68,11 +71,33 @@ def worker_client(client: Client) -> Client:
     return Client(**config)
 
 
-async def connect(settings: Settings | None = None, runtime: Runtime | None = None) -> Client:
+async def connect(
+    settings: Settings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    retry_for: float = 0,
+    server: "subprocess.Popen[bytes] | None" = None,
+) -> Client:
+    """A client for ``settings`` (the environment's by default). With ``retry_for``, keep
+    trying that many seconds while a server starts, giving up early if ``server`` exits;
+    the last failure is raised as it came (a RuntimeError)."""
     settings = settings or Settings()
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=data_converter(settings),
-        runtime=runtime,
-    )
+    converter = data_converter(settings)
+    deadline = time.monotonic() + retry_for
+    while True:
+        try:
+            return await Client.connect(
+                settings.temporal_address,
+                namespace=settings.temporal_namespace,
+                data_converter=converter,
+                runtime=runtime,
+            )
+        except RuntimeError:
+            if server is not None and server.poll() is not None:
+                raise RuntimeError(
+                    f"the Temporal server exited ({server.returncode}) before "
+                    f"{settings.temporal_address} answered"
+                ) from None
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.25)

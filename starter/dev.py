@@ -1,7 +1,6 @@
 """`referrals dev`: the Temporal dev server, the worker and a demo, for a newcomer to watch."""
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
@@ -10,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from temporalio.exceptions import TemporalError
 
 from starter import referrals
 from starter.client import connect
+from starter.processes import running
 from starter.settings import Settings
 from workflows import SEARCH_ATTRIBUTE_KEYS
 from workflows.models import Rfi
@@ -65,37 +64,16 @@ def dev_server_command(db_file: Path, port: int, ui_port: int) -> list[str]:
     ]
 
 
-@contextlib.contextmanager
-def process(
-    command: list[str], env: dict[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    child = subprocess.Popen(command, env=env)
-    try:
-        yield child
-    finally:
-        child.terminate()
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-
-
 async def wait_for_server(settings: Settings, server: subprocess.Popen[bytes]) -> Client:
-    deadline = time.monotonic() + 60
-    while True:
+    try:
+        return await connect(settings, retry_for=60, server=server)
+    except RuntimeError:
         if server.poll() is not None:
             raise referrals.ReferralError(
                 f"the Temporal dev server exited ({server.returncode}); "
                 f"is port {settings.temporal_address} already in use?"
-            )
-        try:
-            return await connect(settings)
-        except RuntimeError:
-            if time.monotonic() > deadline:
-                raise referrals.ReferralError(
-                    "the Temporal dev server did not start in 60 s"
-                ) from None
-            await asyncio.sleep(0.5)
+            ) from None
+        raise referrals.ReferralError("the Temporal dev server did not start in 60 s") from None
 
 
 async def run_demo(client: Client) -> None:
@@ -144,10 +122,10 @@ def run_dev(*, db_file: Path, port: int, ui_port: int, demo: bool) -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     try:
-        with process(dev_server_command(db_file, port, ui_port)) as server:
+        with running(dev_server_command(db_file, port, ui_port)) as server:
             asyncio.run(wait_for_server(settings, server))
             print(f"Temporal dev server on {address}, Web UI on http://localhost:{ui_port}")
-            with process([sys.executable, "-m", "worker"], env=env) as worker:
+            with running([sys.executable, "-m", "worker"], env=env) as worker:
                 if demo:
                     asyncio.run(_demo(settings))
                 print(

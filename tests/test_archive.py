@@ -28,7 +28,8 @@ from archive.database import create_archive_engine, upgrade
 from archive.schema import ReferralRow, TransitionRow
 from archive.store import ArchiveStore
 from starter.settings import Settings
-from tests.conftest import make_rfi, running_worker
+from tests.factories import make_rfi
+from tests.servers import running_worker
 from worker import SANDBOX
 from workflows.lifecycle import Referral
 from workflows.models import PartnerContact, ReferralInput, Rfi, Status, StatusView

@@ -30,7 +30,8 @@ from temporalio.testing import WorkflowEnvironment
 from archive.database import create_archive_engine
 from archive.store import ArchiveStore, ReferralFilter
 from starter.settings import Settings
-from tests.conftest import SAMPLES, fresh_postgres_database, make_rfi, running_worker, stop_running
+from tests.factories import SAMPLES, make_rfi
+from tests.servers import fresh_postgres_database, running_worker, stop_running
 from workflows.models import ReferralInput
 from workflows.referral import ReferralWorkflow
 

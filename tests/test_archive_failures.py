@@ -24,14 +24,14 @@ from activities.archive import ALARM_AFTER_ATTEMPTS, FAILURES_METRIC, ArchiveAct
 from archive.database import create_archive_engine, upgrade
 from archive.store import ArchiveStore
 from starter.settings import Settings
-from tests.conftest import (
+from tests.factories import (
     ACME_BERLIN,
     DISTINCTIVE_CUSTOMER,
     DISTINCTIVE_TRACES,
     RECEIVED_AT,
     make_rfi,
-    running_worker,
 )
+from tests.servers import running_worker
 from tests.test_archive import archive_attempts, pending_activities
 from workflows.lifecycle import Referral
 from workflows.models import ReferralInput, StatusView

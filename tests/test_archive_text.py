@@ -18,7 +18,8 @@ from temporalio.testing import ActivityEnvironment
 from activities.archive import ArchiveActivities
 from archive.database import create_archive_engine, upgrade
 from archive.store import ArchiveStore
-from tests.conftest import ACME_BERLIN, fresh_postgres_database, make_rfi, rfi_data
+from tests.factories import ACME_BERLIN, make_rfi, rfi_data
+from tests.servers import fresh_postgres_database
 from workflows.lifecycle import ActionRejected, Referral
 from workflows.models import Rfi, StatusView, referral_workflow_id
 

@@ -16,7 +16,7 @@ from bench.bare import BaselineInput, noop
 from bench.baseline import BaselineWorkflow
 from bench.compare import Variant
 from bench.lifecycle import rotated
-from tests.conftest import ROOT
+from tests.factories import ROOT
 from workflows import RESPOND_BY_KEY, STATUS_KEY
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.factories import ROOT
 from workflows import SEARCH_ATTRIBUTE_KEYS
 
 COMPOSE = ROOT / "docker-compose.yml"

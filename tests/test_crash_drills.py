@@ -23,7 +23,7 @@ from archive.schema import ReferralRow, TransitionRow
 from starter import referrals
 from starter.dev import dev_server_command, free_port
 from starter.settings import Settings
-from tests.conftest import ROOT, SAMPLES, make_rfi
+from tests.factories import ROOT, SAMPLES, make_rfi
 from worker import build_worker
 from workflows.models import Status
 from workflows.referral import ReferralWorkflow

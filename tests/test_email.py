@@ -26,7 +26,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.email import EmailActivities
 from activities.mailers import OutboxMailer, SendGridMailer
 from activities.rendering import EmailRenderer, RenderedEmail
-from tests.conftest import ACME_BERLIN, DISTINCTIVE_CUSTOMER, DISTINCTIVE_TRACES, make_rfi
+from tests.factories import ACME_BERLIN, DISTINCTIVE_CUSTOMER, DISTINCTIVE_TRACES, make_rfi
 from workflows.models import EmailKind, EmailRequest, Rfi, Status
 
 SENDER = "Referrals <r@example.com>"

@@ -16,7 +16,7 @@ import pytest
 
 from activities.mailers import OutboxMailer
 from activities.rendering import EmailRenderer, RenderedEmail
-from tests.conftest import ACME_BERLIN, RECEIVED_AT, make_rfi
+from tests.factories import ACME_BERLIN, RECEIVED_AT, make_rfi
 from tests.test_email import SENDER, body, parse_eml
 from workflows.lifecycle import Referral
 from workflows.models import EmailKind, EmailRequest, Status

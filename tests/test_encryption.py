@@ -25,7 +25,7 @@ from starter.client import connect
 from starter.codec import CodecKeyError, EncryptionCodec, parse_keys
 from starter.codec_server import build_codec_app
 from starter.settings import Settings
-from tests.conftest import make_rfi
+from tests.factories import make_rfi
 from worker import build_worker
 from workflows.models import Status
 from workflows.referral import ReferralWorkflow

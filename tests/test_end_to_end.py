@@ -25,7 +25,7 @@ from archive.database import create_archive_engine, upgrade
 from archive.store import ArchiveStore
 from starter.dev import free_port
 from starter.referrals import submit
-from tests.conftest import ROOT, SAMPLES, make_rfi, rfi_data
+from tests.factories import ROOT, SAMPLES, make_rfi, rfi_data
 from worker import compile_workflows
 from workflows import REGION_KEY, RESPOND_BY_KEY, STATUS_KEY
 from workflows.lifecycle import Referral

@@ -17,7 +17,8 @@ from temporalio.testing import WorkflowEnvironment
 from werkzeug import Request, Response
 
 from starter.settings import Settings
-from tests.conftest import make_rfi, running_worker
+from tests.factories import make_rfi
+from tests.servers import running_worker
 from workflows.lifecycle import ActionRejected, Referral
 from workflows.models import Action, PartnerContact, ReferralInput, Rfi, Status
 from workflows.referral import ReferralWorkflow

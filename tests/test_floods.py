@@ -27,7 +27,7 @@ from activities.mailers import OutboxMailer
 from activities.rendering import RenderedEmail
 from starter import referrals
 from starter.settings import Settings
-from tests.conftest import SAMPLES, make_rfi
+from tests.factories import SAMPLES, make_rfi
 from worker import build_worker
 from workflows import RESPOND_BY_KEY
 from workflows.lifecycle import Referral

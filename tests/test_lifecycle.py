@@ -19,7 +19,7 @@ from hypothesis.stateful import (
 from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
 
-from tests.conftest import RECEIVED_AT, make_rfi
+from tests.factories import RECEIVED_AT, make_rfi
 from workflows.lifecycle import (
     DEADLINES,
     TRANSITIONS,

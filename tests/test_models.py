@@ -11,7 +11,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
 from temporalio.converter import default
 
-from tests.conftest import SAMPLES, make_rfi, rfi_data
+from tests.factories import SAMPLES, make_rfi, rfi_data
 from workflows.models import Deadlines, ReferralInput, Rfi
 from workflows.payloads import decode_action_argument
 

@@ -26,7 +26,7 @@ from activities.directory import DirectoryFile
 from activities.mailers import SendGridMailer
 from starter.client import data_converter
 from starter.settings import Settings
-from tests.conftest import SAMPLES, make_rfi
+from tests.factories import SAMPLES, make_rfi
 from worker import build_worker
 from workflows.models import EmailOutcome, ReferralInput, Rfi, Status, StatusView
 from workflows.referral import ReferralWorkflow

@@ -19,7 +19,7 @@ from archive.database import create_archive_engine, upgrade
 from archive.schema import ReferralRow
 from archive.stats import partner_stats, rank_by_responsiveness
 from archive.store import ArchiveStore
-from tests.conftest import make_rfi
+from tests.factories import make_rfi
 from workflows.lifecycle import Referral
 from workflows.models import PartnerContact, StatusView
 

@@ -16,7 +16,8 @@ from archive.database import create_archive_engine, upgrade
 from archive.stats import PartnerStats, rank_by_responsiveness
 from archive.store import ArchiveStore
 from starter.settings import Settings
-from tests.conftest import SAMPLES, make_rfi, running_worker
+from tests.factories import SAMPLES, make_rfi
+from tests.servers import running_worker
 from workflows.lifecycle import Referral
 from workflows.models import PartnerContact, ReferralInput, Rfi, Status, StatusView
 from workflows.referral import ReferralWorkflow

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from activities.directory import Directory
-from tests.conftest import ACME_BERLIN, make_rfi, rfi_data
+from tests.factories import ACME_BERLIN, make_rfi, rfi_data
 from workflows.lifecycle import ActionRejected, Referral
 from workflows.models import ContactLookup, PartnerContact, ReasonPayload, Rfi
 from workflows.payloads import parse_referral_input

@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from starter import referrals
 from starter.settings import Settings
-from tests.conftest import make_rfi
+from tests.factories import make_rfi
 from worker import build_worker
 from workflows.models import Rfi, Status, StatusView
 from workflows.referral import ReferralWorkflow

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from tests.conftest import ACME_BERLIN, make_rfi
+from tests.factories import ACME_BERLIN, make_rfi
 from workflows import PARTNER_KEY, REGION_KEY, RESPOND_BY_KEY, RFI_KEY, STATUS_KEY
 from workflows.lifecycle import Referral
 from workflows.visibility import changed_attributes, start_attributes

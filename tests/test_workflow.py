@@ -20,7 +20,8 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from starter.settings import Settings
-from tests.conftest import make_rfi, rfi_data, running_worker
+from tests.factories import make_rfi, rfi_data
+from tests.servers import running_worker
 from workflows.models import (
     ReferralInput,
     Rfi,

@@ -18,7 +18,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from starter.referrals import submit
 from starter.settings import Settings
-from tests.conftest import SAMPLES, make_rfi, start_dev_server, start_time_skipping
+from tests.factories import SAMPLES, make_rfi
+from tests.servers import start_dev_server, start_time_skipping
 from worker import build_worker
 from workflows.models import ReferralInput, StatusView
 from workflows.referral import ReferralWorkflow
