@@ -1,4 +1,9 @@
-"""The activity that writes a referral's current state to the archive database."""
+"""The activity that writes a referral's current state to the archive database.
+
+The store (`archive.store`) raises the database's own errors; the activity turns every one
+into a retryable ``ApplicationError`` of type ``ArchiveUnavailable`` whose message is the
+first line of the database's, never its detail (which may quote the customer's contact).
+"""
 
 import threading
 

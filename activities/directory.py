@@ -1,4 +1,11 @@
-"""The partner directory (marketing profiles) and the activity that looks contacts up."""
+"""The partner directory (marketing profiles) and the activity that looks contacts up.
+
+`Directory.contact_for` raises plain errors, ``PartnerNotFound`` and ``RegionNotServed``;
+`DirectoryActivities.look_up_contact` turns them into non-retryable ``ApplicationError``s of
+types named alike (``PARTNER_NOT_FOUND``, ``REGION_NOT_SERVED``), which fail the referral at
+once. A directory file that cannot be read fails the activity as it is, and is retried.
+Messages name the partner, the region and the location: no one's contact.
+"""
 
 import json
 import os
@@ -9,6 +16,18 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from workflows.models import ContactLookup, Email, Id, PartnerContact, Text
+
+# The ApplicationError types `DirectoryActivities.look_up_contact` fails with, non-retryable.
+PARTNER_NOT_FOUND = "PartnerNotFound"
+REGION_NOT_SERVED = "RegionNotServed"
+
+
+class PartnerNotFound(Exception):
+    """No partner in the directory has the id looked up."""
+
+
+class RegionNotServed(Exception):
+    """The partner has no profile for the region, neither region-wide nor for the location."""
 
 
 class Profile(BaseModel):
@@ -42,22 +61,17 @@ class Directory(BaseModel):
         ]
 
     def contact_for(self, lookup: ContactLookup) -> PartnerContact:
-        """The profile for the region and location, else the region-wide one."""
+        """The profile for the region and location, else the region-wide one; raises
+        PartnerNotFound or RegionNotServed."""
         partner = next((p for p in self.partners if p.id == lookup.partner_id), None)
         if partner is None:
-            raise ApplicationError(
-                f"unknown partner {lookup.partner_id!r}", type="PartnerNotFound", non_retryable=True
-            )
+            raise PartnerNotFound(f"unknown partner {lookup.partner_id!r}")
         in_region = [p for p in partner.profiles if p.region == lookup.region]
         exact = [p for p in in_region if lookup.location and p.location == lookup.location]
         region_wide = [p for p in in_region if p.location is None]
         if not exact and not region_wide:
             where = lookup.region + (f"/{lookup.location}" if lookup.location else "")
-            raise ApplicationError(
-                f"partner {lookup.partner_id!r} does not serve {where}",
-                type="RegionNotServed",
-                non_retryable=True,
-            )
+            raise RegionNotServed(f"partner {lookup.partner_id!r} does not serve {where}")
         profile = (exact or region_wide)[0]
         return PartnerContact(
             partner_id=partner.id,
@@ -93,4 +107,11 @@ class DirectoryActivities:
     # when it changed) costs far less than a hop to the activity thread pool.
     @activity.defn(name="look_up_contact")
     async def look_up_contact(self, lookup: ContactLookup) -> PartnerContact:
-        return self._directory.load().contact_for(lookup)
+        """Fails for good with PARTNER_NOT_FOUND or REGION_NOT_SERVED."""
+        directory = self._directory.load()
+        try:
+            return directory.contact_for(lookup)
+        except PartnerNotFound as error:
+            raise ApplicationError(str(error), type=PARTNER_NOT_FOUND, non_retryable=True) from None
+        except RegionNotServed as error:
+            raise ApplicationError(str(error), type=REGION_NOT_SERVED, non_retryable=True) from None

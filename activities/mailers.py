@@ -1,12 +1,17 @@
 """Where email goes: SendGrid's v3 API, or `.eml` files in a local outbox.
 
-What a failed send raises, for the workflow to decide whether to send again:
+What a failed send raises here, plain Python errors (no Temporal type: a fake mailer needs none):
 
-- ``ApplicationError`` of type ``REJECTED``, non-retryable: the provider refused the message.
-- ``ApplicationError`` of type ``OUTCOME_UNKNOWN``, non-retryable: the request may have reached
-  the provider and no answer came; sending again may deliver a second copy.
+- ``EmailRejected``: the provider refused the message; sending it again is refused again.
+- ``EmailOutcomeUnknown``: the request may have reached the provider and no answer came;
+  sending it again may deliver a second copy.
 - any other error: nothing was accepted (no connection, or the provider said it cannot take the
-  message now), so Temporal may retry at once.
+  message now), so it may be sent again at once.
+
+`EmailActivities.send_email` (activities/email.py) turns the first two into non-retryable
+``ApplicationError``s of type ``REJECTED`` and ``OUTCOME_UNKNOWN``, for the workflow to decide
+whether to send again; Temporal retries any other error. No message carries the request (the
+API key, the recipient, the email): the customer's contact must never reach a failure.
 
 Every copy of one email carries its id (`X-Referral-Email-Id`, the same `Message-ID`, and
 SendGrid's `custom_args`), so that a receiver can drop copies.
@@ -30,14 +35,14 @@ from urllib.parse import quote
 import sendgrid.helpers.mail as sendgrid_mail
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
-from temporalio.exceptions import ApplicationError
 
 from activities.rendering import RenderedEmail
 
 # The HTTP client logs request headers (the API key) and bodies at DEBUG: never let it.
 logging.getLogger("python_http_client").setLevel(logging.WARNING)
 
-# ApplicationError types a send fails with, both non-retryable; the workflow catches them.
+# The ApplicationError types `EmailActivities.send_email` fails with for EmailRejected and
+# EmailOutcomeUnknown, both non-retryable; the workflow imports them from here and catches them.
 REJECTED = "EmailRejected"
 OUTCOME_UNKNOWN = "EmailOutcomeUnknown"
 
@@ -45,6 +50,15 @@ OUTCOME_UNKNOWN = "EmailOutcomeUnknown"
 REJECTED_STATUSES = frozenset({400, 401, 403, 404, 413})
 
 EMAIL_ID_HEADER = "X-Referral-Email-Id"
+
+
+class EmailRejected(Exception):
+    """The provider refused the message for good: sending it again is refused again."""
+
+
+class EmailOutcomeUnknown(Exception):
+    """The request may have reached the provider, and no answer came: the message may have
+    been accepted, and sending it again may deliver a second copy."""
 
 
 def message_id(email_id: str, sender: str) -> str:
@@ -62,7 +76,10 @@ class Mailer(Protocol):
     name: str
 
     def send(self, email_id: str, to: str, message: RenderedEmail) -> str:
-        """Deliver one message and return the provider's reference for it."""
+        """Deliver one message and return the provider's reference for it.
+
+        Raises EmailRejected or EmailOutcomeUnknown when sending again cannot help, any
+        other error when nothing was accepted."""
         ...
 
 
@@ -141,7 +158,7 @@ def _text_part(subtype: str, text: str) -> MIMENonMultipart:
 class SendGridMailer:
     """The official SendGrid client. Refusals are final; throttling, outages and failures to
     connect retry; a request that may have reached SendGrid unanswered is never sent again
-    here (OUTCOME_UNKNOWN): that takes the workflow's decision."""
+    here (EmailOutcomeUnknown): that takes the workflow's decision."""
 
     name = "sendgrid"
 
@@ -179,18 +196,14 @@ class SendGridMailer:
         except HTTPError as error:  # SendGrid answered: it accepted nothing
             detail = _describe(error)
             if error.status_code in REJECTED_STATUSES:
-                raise ApplicationError(
-                    f"SendGrid refused the message: {detail}", type=REJECTED, non_retryable=True
-                ) from None
+                raise EmailRejected(f"SendGrid refused the message: {detail}") from None
             raise RuntimeError(f"SendGrid is unavailable: {detail}") from None
         except URLError as error:
             # urllib raises it only while it connects (DNS, refused, TLS handshake, connect
             # timeout) or writes the request: SendGrid never had the whole request.
             raise RuntimeError(f"SendGrid is unavailable: {error.reason}") from None
         except Exception as error:  # the request was written: SendGrid may have accepted it
-            raise ApplicationError(
-                _unknown_outcome(error, self._timeout_s), type=OUTCOME_UNKNOWN, non_retryable=True
-            ) from None
+            raise EmailOutcomeUnknown(_unknown_outcome(error, self._timeout_s)) from None
         return str(response.headers.get("X-Message-Id", ""))
 
 

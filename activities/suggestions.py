@@ -1,4 +1,9 @@
-"""The activity that picks other partners to suggest to a customer whose referral ended."""
+"""The activity that picks other partners to suggest to a customer whose referral ended.
+
+It raises no error of its own: a failure of Temporal's visibility, the directory file or the
+archive passes unchanged and is retried as far as the workflow's policy allows; after that
+the reroute email goes without suggestions.
+"""
 
 import asyncio
 

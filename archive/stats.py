@@ -1,18 +1,7 @@
 """Partner statistics from the archive, and the responsiveness ranking used for reroutes.
 
-Definitions (the README repeats them):
-- referrals: the partner's referrals received in the window, open ones included, but
-  for those never offered to it (started after their respond deadline, Missed without a
-  lead), which count nowhere, neither as misses nor in responsiveness;
-- first response time: first action (of any kind) minus receipt, over answered referrals;
-  the median is the middle value (mean of the two middle ones), p90 the nearest-rank
-  90th percentile (the value at rank ceil(0.9 n) in ascending order);
-- answered_within_24h: share of referrals whose first response came within 24 hours;
-- accept/skip/miss/decline/expire rates: share of referrals accepted (now Negotiating, Won
-  or Lost) or now Skipped, Missed, Declined, Expired;
-- win_rate: Won among the accepted (null when none was accepted);
-- pipeline_value: estimated deal values of referrals now Negotiating, per currency;
-- won_value: final deal values of referrals Won, per currency.
+What each figure means is written once, in docs/operations.md ("Partner statistics"):
+change the two together.
 """
 
 import math

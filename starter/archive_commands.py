@@ -121,7 +121,7 @@ def partner_stats_command(
     since: Annotated[str | None, typer.Option(help="Referrals received since (ISO 8601).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
-    """Responsiveness and outcomes per partner (definitions in the README)."""
+    """Responsiveness and outcomes per partner (definitions in docs/operations.md)."""
     stats = partner_stats(
         open_archive().engine,
         partner_ids=[checked_id(partner, "partner id")] if partner else None,

@@ -22,8 +22,8 @@ from starter import referrals
 from starter.client import connect
 from starter.codec import CodecKeyError
 from starter.settings import Settings
-from workflows import TASK_QUEUE
 from workflows.models import Id, Rfi
+from workflows.payloads import describe
 
 T = TypeVar("T")
 IDS = TypeAdapter(Id)
@@ -56,7 +56,7 @@ def run(operation: Callable[[Client], Awaitable[T]]) -> T:
         except TimeoutError:
             fail(
                 f"no answer within {COMMAND_TIMEOUT.seconds} s: is a worker polling the "
-                f"'{TASK_QUEUE}' task queue of namespace {settings.temporal_namespace}?"
+                f"'{settings.task_queue}' task queue of namespace {settings.temporal_namespace}?"
             )
 
     try:
@@ -101,10 +101,7 @@ def read_rfi(path: Path) -> Rfi:
     try:
         return Rfi.model_validate(data)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'rfi'}: {e['msg']}" for e in error.errors()
-        )
-        fail(f"invalid RFI in {path}: {problems}")
+        fail(f"invalid RFI in {path}: {describe(error, whole='rfi', limit=None)}")
 
 
 def print_json(value: Any) -> None:

@@ -1,7 +1,7 @@
 """Operations on referrals through a Temporal client: submit, act and read.
 
 The `referrals` command is a thin shell over these; backends in other languages do
-the same with their own SDK, by the names and JSON documented in the README.
+the same with their own SDK, by the names and JSON documented in the README's contract.
 """
 
 import asyncio

@@ -9,7 +9,7 @@ from workflows import TASK_QUEUE
 
 
 class Settings(BaseSettings):
-    """Every variable is documented in the README's configuration table."""
+    """Every variable is documented in docs/operations.md (Configuration)."""
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 

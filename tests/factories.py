@@ -2,11 +2,15 @@
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from workflows.models import PartnerContact, Rfi
+from temporalio.testing import WorkflowEnvironment
+
+from workflows.lifecycle import Referral
+from workflows.models import EmailRequest, PartnerContact, Rfi, Status
+from workflows.payloads import read_action
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -30,6 +34,16 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+def fresh_rfi(**changes: Any) -> Rfi:
+    """An RFI received now by this machine's clock: the dev server's and a worker process's."""
+    return make_rfi(received_at=now_utc().isoformat(), **changes)
+
+
+async def received_now(env: WorkflowEnvironment, **changes: Any) -> Rfi:
+    """An RFI received now by the clock of ``env`` (the time-skipping server keeps its own)."""
+    return make_rfi(received_at=(await env.get_current_time()).isoformat(), **changes)
+
+
 # A customer whose every detail is distinctive: any trace of them where the customer's
 # contact must not go (a log line, a failure, a partner's first emails) is a leak.
 DISTINCTIVE_CUSTOMER = {
@@ -49,3 +63,55 @@ ACME_BERLIN = PartnerContact(
     region="emea",
     location="Berlin",
 )
+
+
+def act(referral: Referral, name: str, argument: Any, now: datetime) -> list[EmailRequest]:
+    """Take an action as the workflow takes one off the wire: read, judged, then acted on."""
+    return referral.act(*read_action(referral, name, argument), now)
+
+
+# --- Referrals driven by plain calls, with no Temporal ---------------------------------------
+
+ACCEPT: dict[str, Any] = {
+    "estimated_deal_value": "25000.00",
+    "currency": "EUR",
+    "estimated_close_date": "2027-03-31",
+}
+# How to reach each status from a fresh referral; "@deadline" fires the running deadline.
+PATHS: dict[Status, list[tuple[str, Any]]] = {
+    Status.NEW: [],
+    Status.EVALUATING: [("interested", None)],
+    Status.NEGOTIATING: [("interested", None), ("accept", ACCEPT)],
+    Status.WON: [("interested", None), ("accept", ACCEPT), ("won", None)],
+    Status.LOST: [("interested", None), ("accept", ACCEPT), ("lost", None)],
+    Status.SKIPPED: [("no_thanks", None)],
+    Status.MISSED: [("@deadline", None)],
+    Status.DECLINED: [("interested", None), ("decline", None)],
+    Status.EXPIRED: [("interested", None), ("@deadline", None)],
+}
+
+
+def started(
+    rfi: Rfi | None = None, at: datetime | None = None
+) -> tuple[Referral, list[EmailRequest]]:
+    """A referral to ACME_BERLIN, started (at received_at unless ``at``): and its lead."""
+    rfi = rfi or make_rfi()
+    referral = Referral(rfi, ACME_BERLIN.partner_id)
+    return referral, referral.start(ACME_BERLIN, rfi.received_at if at is None else at)
+
+
+def reach(status: Status, rfi: Rfi | None = None) -> Referral:
+    """A started referral driven to ``status``, one step per hour from received_at."""
+    referral, _ = started(rfi)
+    now = referral.rfi.received_at
+    for name, payload in PATHS[status]:
+        now += timedelta(hours=1)
+        if name == "@deadline":
+            deadline = referral.deadline
+            assert deadline is not None
+            now = deadline.due_at
+            referral.fire_due(now)
+        else:
+            act(referral, name, payload, now)
+    assert referral.status is status
+    return referral

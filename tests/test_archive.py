@@ -4,46 +4,35 @@ import asyncio
 import dataclasses
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, event, func, select
 from sqlalchemy.orm import Session
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflow.v1 import PendingActivityInfo
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
-from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
-from temporalio.worker import Replayer
 
-import archive.store
 from activities.archive import ALARM_AFTER_ATTEMPTS, ArchiveActivities
 from archive.database import create_archive_engine, upgrade
 from archive.schema import ReferralRow, TransitionRow
 from archive.store import ArchiveStore
 from starter.settings import Settings
-from tests.factories import make_rfi
-from tests.servers import running_worker
-from worker import SANDBOX
+from tests.factories import ACME_BERLIN, act, make_rfi, received_now
+from tests.servers import (
+    ReferralHandle,
+    failing_archive_write,
+    replayer,
+    running_worker,
+    start_referral,
+)
 from workflows.lifecycle import Referral
-from workflows.models import PartnerContact, ReferralInput, Rfi, Status, StatusView
+from workflows.models import Status
 from workflows.referral import ReferralWorkflow
 
-Handle = WorkflowHandle[ReferralWorkflow, StatusView]
 NOW = datetime(2026, 11, 2, 10, tzinfo=UTC)
-CONTACT = PartnerContact(
-    partner_id="acme-consulting",
-    partner_name="Acme Consulting",
-    contact_name="A",
-    contact_email="a@acme.example",
-    region="emea",
-)
 
 
 @pytest.fixture
@@ -58,20 +47,24 @@ def engine(archive_settings: Settings) -> Iterator[Engine]:
     engine.dispose()
 
 
-async def start(
-    env: WorkflowEnvironment, queue: str, partner: str = "acme-consulting", **changes: object
-) -> tuple[Rfi, Handle]:
-    rfi = make_rfi(received_at=(await env.get_current_time()).isoformat(), **changes)
-    referral = ReferralInput(rfi=rfi, partner_id=partner)
-    handle = await env.client.start_workflow(
-        ReferralWorkflow.run, referral, id=referral.workflow_id, task_queue=queue
-    )
-    return rfi, handle
+@pytest.fixture
+async def an_hour_old_referral(
+    time_skipping_env: WorkflowEnvironment, settings: Settings, executor: ThreadPoolExecutor
+) -> AsyncIterator[tuple[ReferralHandle, Engine]]:
+    """A referral an hour after it started, and the SQLite archive its worker writes (the
+    worker runs until the test ends)."""
+    env = time_skipping_env
+    engine = create_archive_engine(settings.database_url)
+    async with running_worker(env.client, settings, executor) as worker:
+        handle = await start_referral(env.client, worker.task_queue, await received_now(env))
+        await env.sleep(timedelta(hours=1))
+        yield handle, engine
+    engine.dispose()
 
 
 def rows(engine: Engine, workflow_id: str) -> tuple[ReferralRow | None, list[TransitionRow]]:
     with Session(engine) as session:
-        referral = session.get(ReferralRow, workflow_id)
+        row = session.get(ReferralRow, workflow_id)
         transitions = list(
             session.scalars(
                 select(TransitionRow)
@@ -80,25 +73,14 @@ def rows(engine: Engine, workflow_id: str) -> tuple[ReferralRow | None, list[Tra
             )
         )
         session.expunge_all()
-    return referral, transitions
+    return row, transitions
 
 
-async def pending_activities(
-    env: WorkflowEnvironment, workflow_id: str
-) -> list[PendingActivityInfo]:
-    """What the UI shows of a referral's pending activities (the raw API: the time-skipping
-    server's describe answer trips the SDK's search attribute decoding)."""
-    description = await env.client.workflow_service.describe_workflow_execution(
-        DescribeWorkflowExecutionRequest(
-            namespace=env.client.namespace, execution=WorkflowExecution(workflow_id=workflow_id)
+def archived_status(engine: Engine, workflow_id: str) -> str | None:
+    with Session(engine) as session:
+        return session.scalar(
+            select(ReferralRow.status).where(ReferralRow.workflow_id == workflow_id)
         )
-    )
-    return list(description.pending_activities)
-
-
-async def archive_attempts(env: WorkflowEnvironment, workflow_id: str) -> int:
-    """The attempt number of a pending activity."""
-    return max((p.attempt for p in await pending_activities(env, workflow_id)), default=0)
 
 
 def counts(engine: Engine) -> tuple[int, int]:
@@ -109,7 +91,7 @@ def counts(engine: Engine) -> tuple[int, int]:
         )
 
 
-async def drive(handle: Handle, env: WorkflowEnvironment, path: str) -> None:
+async def drive(handle: ReferralHandle, env: WorkflowEnvironment, path: str) -> None:
     close = str((await env.get_current_time()).date() + timedelta(days=30))
     accept = {"estimated_deal_value": "125000.10", "currency": "EUR", "estimated_close_date": close}
     steps: dict[str, list[tuple[str, object]]] = {
@@ -134,20 +116,21 @@ async def test_every_terminal_path_is_archived_with_its_timeline(
 ) -> None:
     env = time_skipping_env
     async with running_worker(env.client, archive_settings, executor) as worker:
-        rfi, handle = await start(env, worker.task_queue)
+        rfi = await received_now(env)
+        handle = await start_referral(env.client, worker.task_queue, rfi)
         await drive(handle, env, path)
         final = await handle.result()
     assert final.status == path
-    referral, transitions = rows(engine, handle.id)
-    assert referral is not None
-    assert referral.status == path
-    assert referral.rfi_id == rfi.id
-    assert referral.partner_id == "acme-consulting"
-    assert referral.region == "emea"
-    assert referral.received_at == rfi.received_at
-    assert referral.first_response_at == final.first_response_at
-    assert referral.closed_at == final.transitions[-1].effective_at
-    assert referral.updated_at == final.transitions[-1].effective_at
+    row, transitions = rows(engine, handle.id)
+    assert row is not None
+    assert row.status == path
+    assert row.rfi_id == rfi.id
+    assert row.partner_id == "acme-consulting"
+    assert row.region == "emea"
+    assert row.received_at == rfi.received_at
+    assert row.first_response_at == final.first_response_at
+    assert row.closed_at == final.transitions[-1].effective_at
+    assert row.updated_at == final.transitions[-1].effective_at
     assert [
         (
             t.seq,
@@ -165,49 +148,37 @@ async def test_every_terminal_path_is_archived_with_its_timeline(
         for t in final.transitions
     ]
     interested = path not in ("Skipped", "Missed")
-    assert (referral.customer_email is not None) is interested
-    assert (referral.customer_phone == "+49 30 1234567") is interested
+    assert (row.customer_email is not None) is interested
+    assert (row.customer_phone == "+49 30 1234567") is interested
     if path in ("Won", "Lost"):
-        assert referral.estimated_deal_value == Decimal("125000.10")
-        assert referral.currency == "EUR"
-        assert referral.estimated_close_date is not None
-    assert referral.final_deal_value == (Decimal("130000.55") if path == "Won" else None)
+        assert row.estimated_deal_value == Decimal("125000.10")
+        assert row.currency == "EUR"
+        assert row.estimated_close_date is not None
+    assert row.final_deal_value == (Decimal("130000.55") if path == "Won" else None)
 
 
 async def test_started_referral_is_archived_as_new_before_any_answer(
-    time_skipping_env: WorkflowEnvironment,
-    settings: Settings,
-    executor: ThreadPoolExecutor,
+    an_hour_old_referral: tuple[ReferralHandle, Engine],
 ) -> None:
-    env = time_skipping_env
-    engine = create_archive_engine(settings.database_url)
-    async with running_worker(env.client, settings, executor) as worker:
-        _, handle = await start(env, worker.task_queue)
-        await env.sleep(timedelta(hours=1))
-        referral, transitions = rows(engine, handle.id)
-        assert referral is not None
-        assert referral.status == Status.NEW
-        assert referral.customer_name is None
-        assert transitions == []
-        await handle.signal("no_thanks")
-        await handle.result()
-    assert rows(engine, handle.id)[0].status == Status.SKIPPED  # type: ignore[union-attr]
+    handle, engine = an_hour_old_referral
+    row, transitions = rows(engine, handle.id)
+    assert row is not None
+    assert row.status == Status.NEW
+    assert row.customer_name is None
+    assert transitions == []
+    await handle.signal("no_thanks")
+    await handle.result()
+    assert archived_status(engine, handle.id) == Status.SKIPPED
 
 
 async def test_retries_and_replays_write_nothing_twice(
-    time_skipping_env: WorkflowEnvironment,
-    settings: Settings,
-    executor: ThreadPoolExecutor,
+    time_skipping_env: WorkflowEnvironment, an_hour_old_referral: tuple[ReferralHandle, Engine]
 ) -> None:
-    env = time_skipping_env
-    engine = create_archive_engine(settings.database_url)
-    async with running_worker(env.client, settings, executor) as worker:
-        _, handle = await start(env, worker.task_queue)
-        await env.sleep(timedelta(hours=1))
-        await handle.signal("interested")
-        await env.sleep(timedelta(hours=1))
-        await handle.signal("decline")
-        final = await handle.result()
+    handle, engine = an_hour_old_referral
+    await handle.signal("interested")
+    await time_skipping_env.sleep(timedelta(hours=1))
+    await handle.signal("decline")
+    final = await handle.result()
     before = counts(engine)
     assert before == (1, 2)
     history = await handle.fetch_history()
@@ -218,11 +189,7 @@ async def test_retries_and_replays_write_nothing_twice(
     ]
     assert len(writes) == 3  # New, then one per transition: each written exactly once
 
-    await Replayer(
-        workflows=[ReferralWorkflow],
-        data_converter=pydantic_data_converter,
-        workflow_runner=SANDBOX,
-    ).replay_workflow(await handle.fetch_history())
+    await replayer().replay_workflow(await handle.fetch_history())  # raises if it differs
     # A retried activity sends the same or an older view again.
     activities = ArchiveActivities(ArchiveStore(engine))
     retried = ActivityEnvironment()
@@ -233,7 +200,7 @@ async def test_retries_and_replays_write_nothing_twice(
     )
     assert retried.run(activities.record_referral, older) == 0
     assert counts(engine) == before
-    assert rows(engine, handle.id)[0].status == Status.DECLINED  # type: ignore[union-attr]
+    assert archived_status(engine, handle.id) == Status.DECLINED
 
 
 async def test_a_database_outage_loses_nothing(
@@ -248,21 +215,12 @@ async def test_a_database_outage_loses_nothing(
     folder.write_text("not a folder: the database cannot be opened")
     down = settings.model_copy(update={"database_url": f"sqlite:///{folder}/referrals.db"})
     async with running_worker(env.client, down, executor) as worker:
-        _, handle = await start(env, worker.task_queue)
+        handle = await start_referral(env.client, worker.task_queue, await received_now(env))
         await handle.signal("interested")
         await handle.signal("decline")
-        for _ in range(200):  # until the fourth attempt failed: the first to raise the alarm
-            if await archive_attempts(env, handle.id) > ALARM_AFTER_ATTEMPTS + 1:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            pytest.fail("the archive activity was not retried while the database was down")
-        # The operator sees why in the UI, and the worker's log raises the alarm.
-        [write] = [
-            p
-            for p in await pending_activities(env, handle.id)
-            if p.activity_type.name == "record_referral"
-        ]
+        # Until the fourth attempt failed, the first to raise the alarm: the operator sees
+        # why in the UI, and the worker's log raises the alarm.
+        write = await failing_archive_write(env, handle.id, ALARM_AFTER_ATTEMPTS + 1)
         unavailable = f"archive database sqlite:///{folder}/referrals.db unavailable: "
         assert write.last_failure.message.startswith(unavailable)
         alarms = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
@@ -283,50 +241,51 @@ async def test_a_database_outage_loses_nothing(
         folder.mkdir()
         final = await handle.result()
     engine = create_archive_engine(down.database_url)
-    referral, transitions = rows(engine, handle.id)
-    assert referral is not None
-    assert referral.status == final.status == Status.DECLINED
+    row, transitions = rows(engine, handle.id)
+    assert row is not None
+    assert row.status == final.status == Status.DECLINED
     assert [t.to_status for t in transitions] == ["Evaluating", "Declined"]
 
 
-def test_a_slow_older_write_never_overwrites_a_newer_one(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    engine = create_archive_engine(database_url)
-    upgrade(engine)
-    store = ArchiveStore(engine)
+def test_a_slow_older_write_never_overwrites_a_newer_one(store: ArchiveStore) -> None:
+    """The older write is held back while the newer one commits, then commits itself: the
+    row keeps the newer view. It is held before its transaction begins, on both databases:
+    SQLite serialises writers (a write transaction begins IMMEDIATE, taking the write lock),
+    so no write can commit while another's transaction is open; on PostgreSQL no server-side
+    transaction is open before its first statement either. Without the upsert's guard on
+    the transition count, the row would go back to Evaluating here."""
+    engine = store.engine
     referral = Referral(make_rfi(received_at="2026-11-02T09:00:00Z"), "acme-consulting")
-    referral.start(CONTACT, NOW)
+    referral.start(ACME_BERLIN, NOW)
     store.record(referral.view())
-    referral.act("interested", None, NOW + timedelta(hours=1))
+    act(referral, "interested", None, NOW + timedelta(hours=1))
     older = referral.view()
-    referral.act("decline", None, NOW + timedelta(hours=2))
+    act(referral, "decline", None, NOW + timedelta(hours=2))
     newer = referral.view()
 
-    inside, release = threading.Event(), threading.Event()
-    values = archive.store._referral_values
+    held, release = threading.Event(), threading.Event()
 
-    def slow_values(workflow_id: str, view: StatusView) -> dict[str, Any]:
-        if view.status is Status.EVALUATING:  # the older write pauses inside its transaction
-            inside.set()
+    def hold_the_older_write(connection: Connection) -> None:
+        if threading.current_thread().name == "older write":
+            held.set()
             release.wait(10)
-        return values(workflow_id, view)
 
-    monkeypatch.setattr(archive.store, "_referral_values", slow_values)
-    slow = threading.Thread(target=store.record, args=(older,))
+    event.listen(engine, "engine_connect", hold_the_older_write)
+    slow = threading.Thread(target=store.record, args=(older,), name="older write")
     slow.start()
-    assert inside.wait(10)
-    fast = threading.Thread(target=store.record, args=(newer,))
+    assert held.wait(10)
+    fast = threading.Thread(target=store.record, args=(newer,), name="newer write")
     fast.start()
-    fast.join(0.5)  # SQLite: waits for the older transaction; PostgreSQL: commits first
+    fast.join(10)
+    assert not fast.is_alive()  # the newer write committed while the older one was held
+    assert archived_status(engine, referral.workflow_id) == Status.DECLINED
     release.set()
     slow.join(10)
-    fast.join(10)
-    row, transitions = rows(engine, referral.referral_id)
+    assert not slow.is_alive()
+    row, transitions = rows(engine, referral.workflow_id)
     assert row is not None
     assert row.status == Status.DECLINED
     assert [t.to_status for t in transitions] == ["Evaluating", "Declined"]
-    engine.dispose()
 
 
 async def test_postgresql_going_down_and_back_loses_nothing(
@@ -348,7 +307,7 @@ async def test_postgresql_going_down_and_back_loses_nothing(
         async with running_worker(
             env.client, settings.model_copy(update={"database_url": url}), executor
         ) as worker:
-            _, handle = await start(env, worker.task_queue)
+            handle = await start_referral(env.client, worker.task_queue, await received_now(env))
             for _ in range(200):
                 if rows(engine, handle.id)[0] is not None:
                     break
@@ -356,18 +315,13 @@ async def test_postgresql_going_down_and_back_loses_nothing(
             server.cleanup()  # down
             await handle.signal("interested")
             await handle.signal("decline")
-            for _ in range(300):
-                if await archive_attempts(env, handle.id) >= 3:
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                pytest.fail("the archive activity was not retried while PostgreSQL was down")
+            await failing_archive_write(env, handle.id, 2)  # retried while PostgreSQL is down
             assert (await handle.query(ReferralWorkflow.status)).status is Status.DECLINED
             server = pgserver.get_server(folder, cleanup_mode="stop")  # back
             final = await handle.result()
-        referral, transitions = rows(engine, handle.id)
-        assert referral is not None
-        assert referral.status == final.status == Status.DECLINED
+        row, transitions = rows(engine, handle.id)
+        assert row is not None
+        assert row.status == final.status == Status.DECLINED
         assert [t.to_status for t in transitions] == ["Evaluating", "Declined"]
     finally:
         engine.dispose()
@@ -375,19 +329,18 @@ async def test_postgresql_going_down_and_back_loses_nothing(
 
 
 def test_a_write_reports_the_transitions_it_added_and_a_repeat_adds_none(
-    database_url: str,
+    store: ArchiveStore,
 ) -> None:
-    engine = create_archive_engine(database_url)
-    upgrade(engine)
-    store = ArchiveStore(engine)
+    engine = store.engine
     referral = Referral(make_rfi(received_at="2026-11-03T09:00:00Z"), "acme-consulting")
-    referral.start(CONTACT, NOW)
+    referral.start(ACME_BERLIN, NOW)
     assert store.record(referral.view()) == 0  # New: the row, no transition yet
-    referral.act("interested", None, NOW + timedelta(hours=1))
+    act(referral, "interested", None, NOW + timedelta(hours=1))
     evaluating = referral.view()
     assert store.record(evaluating) == 1
     assert store.record(evaluating) == 0  # a retried activity writes nothing twice
-    referral.act(
+    act(
+        referral,
         "accept",
         {
             "estimated_deal_value": "5000.50",
@@ -396,27 +349,24 @@ def test_a_write_reports_the_transitions_it_added_and_a_repeat_adds_none(
         },
         NOW + timedelta(hours=2),
     )
-    referral.act("won", {"final_deal_value": "5100"}, NOW + timedelta(hours=3))
+    act(referral, "won", {"final_deal_value": "5100"}, NOW + timedelta(hours=3))
     assert store.record(referral.view()) == 2
     assert store.record(evaluating) == 0  # late and older: changes nothing
-    row, transitions = rows(engine, referral.referral_id)
+    row, transitions = rows(engine, referral.workflow_id)
     assert row is not None
     assert row.status == Status.WON
     assert row.final_deal_value == Decimal("5100")
     assert [t.seq for t in transitions] == [1, 2, 3]
 
 
-def test_pages_neither_skip_nor_repeat_while_referrals_arrive(database_url: str) -> None:
-    engine = create_archive_engine(database_url)
-    upgrade(engine)
-    store = ArchiveStore(engine)
+def test_pages_neither_skip_nor_repeat_while_referrals_arrive(store: ArchiveStore) -> None:
 
     def archived(hours: int) -> str:
         received = NOW + timedelta(hours=hours)
         referral = Referral(make_rfi(received_at=received.isoformat()), "acme-consulting")
-        referral.start(CONTACT, received)
+        referral.start(ACME_BERLIN, received)
         store.record(referral.view())
-        return referral.referral_id
+        return referral.workflow_id
 
     latest, *same_hour, oldest = archived(2), archived(1), archived(1), archived(0)
     expected = [latest, *sorted(same_hour), oldest]  # newest first, ties by workflow id
@@ -431,19 +381,17 @@ def test_pages_neither_skip_nor_repeat_while_referrals_arrive(database_url: str)
 
 
 def test_pairs_the_old_ids_confused_are_two_rows_and_each_is_found_by_its_pair(
-    database_url: str,
+    store: ArchiveStore,
 ) -> None:
-    engine = create_archive_engine(database_url)
-    upgrade(engine)
-    store = ArchiveStore(engine)
+    engine = store.engine
     # A run started under the earlier scheme, archived as its workflow id says ...
     legacy = Referral(make_rfi(id="c1"), "acme-consulting", "referral-c1-acme-consulting")
-    legacy.start(CONTACT, NOW)
-    store.record(legacy.view(), legacy.referral_id)
+    legacy.start(ACME_BERLIN, NOW)
+    store.record(legacy.view(), legacy.workflow_id)
     # ... and the pair whose old id was the same, started under the new one.
     other = Referral(make_rfi(id="c1-acme"), "consulting")
-    other.start(CONTACT, NOW)
-    store.record(other.view(), other.referral_id)
+    other.start(ACME_BERLIN, NOW)
+    store.record(other.view(), other.workflow_id)
 
     found = store.find("c1", "acme-consulting")
     assert found is not None
@@ -453,6 +401,6 @@ def test_pairs_the_old_ids_confused_are_two_rows_and_each_is_found_by_its_pair(
     assert mine is not None
     assert mine.workflow_id == "referral:c1-acme:consulting"
     assert counts(engine) == (2, 0)
-    legacy.act("no_thanks", None, NOW + timedelta(hours=1))
-    store.record(legacy.view(), legacy.referral_id)
+    act(legacy, "no_thanks", None, NOW + timedelta(hours=1))
+    store.record(legacy.view(), legacy.workflow_id)
     assert counts(engine) == (2, 1)  # the same row, not a second one under the new id

@@ -16,12 +16,9 @@ from it. Six referrals are received at T:
 import asyncio
 import json
 import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,12 +28,15 @@ from archive.database import create_archive_engine
 from archive.store import ArchiveStore, ReferralFilter
 from starter.settings import Settings
 from tests.factories import SAMPLES, make_rfi
-from tests.servers import fresh_postgres_database, running_worker, stop_running
-from workflows.models import ReferralInput
-from workflows.referral import ReferralWorkflow
+from tests.servers import (
+    fresh_postgres_database,
+    run_referrals,
+    running_worker,
+    start_referral,
+    stop_running,
+)
 
 HOUR = 3600.0
-BIN = Path(sys.executable).parent
 
 
 @dataclass(frozen=True)
@@ -81,13 +81,7 @@ async def archive(
         for key, partner in partners.items():
             rfi = make_rfi(received_at=start.isoformat())
             rfi_ids[key] = rfi.id
-            referral = ReferralInput(rfi=rfi, partner_id=partner)
-            handles[key] = await env.client.start_workflow(
-                ReferralWorkflow.run,
-                referral,
-                id=referral.workflow_id,
-                task_queue=worker.task_queue,
-            )
+            handles[key] = await start_referral(env.client, worker.task_queue, rfi, partner)
         accept = {"currency": "EUR", "estimated_close_date": close}
         timeline: list[tuple[float, str, str, dict[str, Any]]] = [
             (1, "g1", "interested", {}),
@@ -117,21 +111,16 @@ async def archive(
     return Archive(url=settings.database_url, received_at=start, rfi_ids=rfi_ids)
 
 
-def referrals(archive: Archive, *args: str) -> Any:
-    result = subprocess.run(
-        [str(BIN / "referrals"), *args],
-        env={**os.environ, "REFERRALS_DATABASE_URL": archive.url, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def archive_command(archive: Archive, *args: str) -> Any:
+    """The output of `referrals ARGS` on the archive (parsed with --json); it must succeed."""
+    environment = {**os.environ, "REFERRALS_DATABASE_URL": archive.url, "COLUMNS": "200"}
+    result = run_referrals(environment, *args)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout) if "--json" in args else result.stdout
 
 
 def test_partner_stats_match_the_hand_computed_figures(archive: Archive) -> None:
-    stats = {s["partner_id"]: s for s in referrals(archive, "partner-stats", "--json")}
+    stats = {s["partner_id"]: s for s in archive_command(archive, "partner-stats", "--json")}
     acme, globex = stats["acme-consulting"], stats["globex"]
     assert acme["referrals"] == 4
     # answered after 2 h, 10 h and 30 h: the median is 10 h, p90 (rank 3 of 3) 30 h
@@ -153,17 +142,17 @@ def test_partner_stats_match_the_hand_computed_figures(archive: Archive) -> None
     assert (globex["decline_rate"], globex["expire_rate"]) == (0.5, 0.5)
     assert (globex["pipeline_value"], globex["won_value"]) == ({}, {})
 
-    only = referrals(archive, "partner-stats", "--partner", "globex", "--json")
+    only = archive_command(archive, "partner-stats", "--partner", "globex", "--json")
     assert [s["partner_id"] for s in only] == ["globex"]
     later = (archive.received_at + timedelta(minutes=1)).isoformat()
-    assert referrals(archive, "partner-stats", "--since", later, "--json") == []
-    table = referrals(archive, "partner-stats")
+    assert archive_command(archive, "partner-stats", "--since", later, "--json") == []
+    table = archive_command(archive, "partner-stats")
     assert "acme-consulting" in table
     assert "10h00m" in table
 
 
 def test_list_filters_pages_and_keeps_the_contract_keys(archive: Archive) -> None:
-    everything = referrals(archive, "list", "--json")
+    everything = archive_command(archive, "list", "--json")
     assert len(everything) == 6
     assert {
         "rfi_id",
@@ -189,35 +178,33 @@ def test_list_filters_pages_and_keeps_the_contract_keys(archive: Archive) -> Non
     open_one = by_rfi[archive.rfi_ids["a4"]]
     assert (open_one["status"], open_one["closed_at"]) == ("Negotiating", None)
 
-    acme = referrals(archive, "list", "--partner", "acme-consulting", "--json")
+    acme = archive_command(archive, "list", "--partner", "acme-consulting", "--json")
     assert sorted(r["status"] for r in acme) == ["Missed", "Negotiating", "Skipped", "Won"]
     assert [
-        r["partner_id"] for r in referrals(archive, "list", "--status", "Expired", "--json")
+        r["partner_id"] for r in archive_command(archive, "list", "--status", "Expired", "--json")
     ] == ["globex"]
-    assert referrals(archive, "list", "--region", "apac", "--json") == []
-    assert len(referrals(archive, "list", "--rfi", archive.rfi_ids["g1"], "--json")) == 1
+    assert archive_command(archive, "list", "--region", "apac", "--json") == []
+    assert len(archive_command(archive, "list", "--rfi", archive.rfi_ids["g1"], "--json")) == 1
     until = archive.received_at.isoformat()
-    assert referrals(archive, "list", "--until", until, "--json") == []
+    assert archive_command(archive, "list", "--until", until, "--json") == []
 
-    first = referrals(archive, "list", "--limit", "4", "--json")
+    first = archive_command(archive, "list", "--limit", "4", "--json")
     last = first[-1]["workflow_id"]
-    second = referrals(archive, "list", "--limit", "4", "--after", last, "--json")
+    second = archive_command(archive, "list", "--limit", "4", "--after", last, "--json")
     assert [r["workflow_id"] for r in first + second] == [r["workflow_id"] for r in everything]
-    assert f"next page: --after {last}" in referrals(archive, "list", "--limit", "4")
-    unknown = subprocess.run(
-        [str(BIN / "referrals"), "list", "--after", "referral-nope-nope"],
-        env={**os.environ, "REFERRALS_DATABASE_URL": archive.url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    assert f"next page: --after {last}" in archive_command(archive, "list", "--limit", "4")
+    unknown = run_referrals(
+        {**os.environ, "REFERRALS_DATABASE_URL": archive.url},
+        "list",
+        "--after",
+        "referral-nope-nope",
     )
     assert unknown.returncode != 0
     assert "no archived referral referral-nope-nope to page after" in unknown.stderr
 
 
 def test_history_is_the_timeline_with_causes_and_times(archive: Archive) -> None:
-    expired = referrals(archive, "history", archive.rfi_ids["g2"], "globex", "--json")
+    expired = archive_command(archive, "history", archive.rfi_ids["g2"], "globex", "--json")
     assert expired["status"] == "Expired"
     steps = [
         (t["from"], t["to"], t["cause"]["kind"], t["cause"]["name"]) for t in expired["transitions"]
@@ -231,6 +218,6 @@ def test_history_is_the_timeline_with_causes_and_times(archive: Archive) -> None
         entered + timedelta(days=7)
     )
 
-    missed = referrals(archive, "history", archive.rfi_ids["a3"], "acme-consulting")
+    missed = archive_command(archive, "history", archive.rfi_ids["a3"], "acme-consulting")
     assert "Missed" in missed
     assert "deadline: respond" in missed

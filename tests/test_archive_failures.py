@@ -2,18 +2,15 @@
 logged as an error on every attempt after the third, and never with the customer's contact
 in a log line or in the failure the Temporal UI shows."""
 
-import asyncio
 import dataclasses
 import logging
 import traceback
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 from sqlalchemy.exc import IntegrityError
 from temporalio.api.failure.v1 import Failure
-from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DefaultFailureConverter
 from temporalio.exceptions import ApplicationError
@@ -23,21 +20,21 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from activities.archive import ALARM_AFTER_ATTEMPTS, FAILURES_METRIC, ArchiveActivities
 from archive.database import create_archive_engine, upgrade
 from archive.store import ArchiveStore
+from starter.client import connect
 from starter.settings import Settings
 from tests.factories import (
     ACME_BERLIN,
     DISTINCTIVE_CUSTOMER,
     DISTINCTIVE_TRACES,
     RECEIVED_AT,
+    act,
     make_rfi,
+    received_now,
 )
-from tests.servers import running_worker
-from tests.test_archive import archive_attempts, pending_activities
+from tests.servers import failing_archive_write, running_worker, start_referral
 from workflows.lifecycle import Referral
-from workflows.models import ReferralInput, StatusView
-from workflows.referral import ReferralWorkflow
+from workflows.models import StatusView
 
-CUSTOMER = DISTINCTIVE_CUSTOMER
 TRACES = tuple(trace.lower() for trace in DISTINCTIVE_TRACES)
 
 
@@ -64,9 +61,9 @@ def metric_total(buffer: MetricBuffer) -> float:
 def refused_view() -> StatusView:
     """A view the database refuses with the customer's contact bound: the partner said it
     was interested, and `need` is missing (NOT NULL)."""
-    referral = Referral(make_rfi(customer=CUSTOMER), "acme-consulting")
+    referral = Referral(make_rfi(customer=DISTINCTIVE_CUSTOMER), "acme-consulting")
     referral.start(ACME_BERLIN, RECEIVED_AT)
-    referral.act("interested", None, RECEIVED_AT + timedelta(hours=1))
+    act(referral, "interested", None, RECEIVED_AT + timedelta(hours=1))
     view = referral.view()
     return view.model_copy(update={"overview": view.overview.model_copy(update={"need": None})})
 
@@ -88,16 +85,16 @@ def test_failed_writes_are_counted_and_alarm_after_the_third_attempt_without_the
         assert "Failing row contains" in str(refused.value)
         assert leaks([str(refused.value.orig)])
     buffer = MetricBuffer(1000)
-    environment = ActivityEnvironment()
+    activity_env = ActivityEnvironment()
     runtime = Runtime(telemetry=TelemetryConfig(metrics=buffer))
-    environment.metric_meter = runtime.metric_meter
+    activity_env.metric_meter = runtime.metric_meter
     activities = ArchiveActivities(store)
     failures: list[ApplicationError] = []
     caplog.set_level(logging.DEBUG)
     for attempt in range(1, ALARM_AFTER_ATTEMPTS + 3):
-        environment.info = dataclasses.replace(environment.info, attempt=attempt)
+        activity_env.info = dataclasses.replace(activity_env.info, attempt=attempt)
         with pytest.raises(ApplicationError, match="need") as failed:
-            environment.run(activities.record_referral, view)
+            activity_env.run(activities.record_referral, view)
         failures.append(failed.value)
 
     assert metric_total(buffer) == ALARM_AFTER_ATTEMPTS + 2
@@ -119,44 +116,32 @@ async def test_a_worker_whose_archive_refuses_the_customer_logs_and_shows_none_o
     env = time_skipping_env
     engine = create_archive_engine(settings.database_url)
     upgrade(engine)
-    refusing = (
-        "CREATE TRIGGER refuse_customers BEFORE UPDATE ON referrals"
-        " WHEN NEW.customer_name IS NOT NULL BEGIN SELECT RAISE(ABORT, 'refused'); END"
-    )
+    # On an insert too: the first write may already carry the customer (when `interested`
+    # reaches the run before it has started).
     with engine.begin() as connection:
-        connection.exec_driver_sql(refusing)
+        for statement in ("INSERT", "UPDATE"):
+            connection.exec_driver_sql(
+                f"CREATE TRIGGER refuse_customers_{statement} BEFORE {statement} ON referrals"
+                " WHEN NEW.customer_name IS NOT NULL BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
     buffer = MetricBuffer(10_000)
-    client = await Client.connect(
-        env.client.service_client.config.target_host,
-        namespace=env.client.namespace,
-        data_converter=pydantic_data_converter,
-        runtime=Runtime(telemetry=TelemetryConfig(metrics=buffer)),
+    time_skipping = Settings(
+        TEMPORAL_ADDRESS=env.client.service_client.config.target_host,
+        TEMPORAL_NAMESPACE=env.client.namespace,
+    )
+    client = await connect(
+        time_skipping, runtime=Runtime(telemetry=TelemetryConfig(metrics=buffer))
     )
     caplog.set_level(logging.DEBUG)
     async with running_worker(client, settings, executor) as worker:
-        rfi = make_rfi(
-            id=f"rfi-{uuid.uuid4().hex[:12]}",
-            received_at=(await env.get_current_time()).isoformat(),
-            customer=CUSTOMER,
-        )
-        referral = ReferralInput(rfi=rfi, partner_id="acme-consulting")
-        handle = await env.client.start_workflow(
-            ReferralWorkflow.run, referral, id=referral.workflow_id, task_queue=worker.task_queue
-        )
+        rfi = await received_now(env, customer=DISTINCTIVE_CUSTOMER)
+        handle = await start_referral(env.client, worker.task_queue, rfi)
         await handle.signal("interested")
-        for _ in range(300):  # the fourth attempt failed: the first alarm is out
-            if await archive_attempts(env, handle.id) > ALARM_AFTER_ATTEMPTS + 1:
-                break
-            await asyncio.sleep(0.1)
-        else:
-            pytest.fail("the archive write was not retried four times")
-        [write] = [
-            p
-            for p in await pending_activities(env, handle.id)
-            if p.activity_type.name == "record_referral"
-        ]
-        with engine.begin() as connection:
-            connection.exec_driver_sql("DROP TRIGGER refuse_customers")  # the archive is back
+        # The fourth attempt failed: the first alarm is out.
+        write = await failing_archive_write(env, handle.id, ALARM_AFTER_ATTEMPTS + 1)
+        with engine.begin() as connection:  # the archive is back
+            for statement in ("INSERT", "UPDATE"):
+                connection.exec_driver_sql(f"DROP TRIGGER refuse_customers_{statement}")
         await handle.signal("decline")
         await handle.result()
     engine.dispose()

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError
@@ -18,7 +19,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.archive import ArchiveActivities
 from archive.database import create_archive_engine, upgrade
 from archive.store import ArchiveStore
-from tests.factories import ACME_BERLIN, make_rfi, rfi_data
+from tests.factories import ACME_BERLIN, act, make_rfi, rfi_data
 from tests.servers import fresh_postgres_database
 from workflows.lifecycle import ActionRejected, Referral
 from workflows.models import Rfi, StatusView, referral_workflow_id
@@ -41,8 +42,8 @@ def declined(rfi: Rfi, reason: str = "Out of scope") -> Referral:
     the partner's reason."""
     referral = Referral(rfi, "acme-consulting")
     referral.start(ACME_BERLIN, NOW)
-    referral.act("interested", None, NOW)
-    referral.act("decline", {"reason": reason}, NOW)
+    act(referral, "interested", None, NOW)
+    act(referral, "decline", {"reason": reason}, NOW)
     return referral
 
 
@@ -74,9 +75,9 @@ def test_a_nul_byte_failed_every_postgresql_write_and_is_refused_at_the_input(
         Rfi.model_validate(rfi_data(need=NUL_NEED))
     referral = Referral(make_rfi(), "acme-consulting")
     referral.start(ACME_BERLIN, NOW)
-    referral.act("interested", None, NOW)
+    act(referral, "interested", None, NOW)
     with pytest.raises(ActionRejected, match=r"reason: control character U\+0000 is not allowed"):
-        referral.act("decline", {"reason": NUL_REASON}, NOW)
+        act(referral, "decline", {"reason": NUL_REASON}, NOW)
 
 
 # --- Fuzzed: refused by the models, or archived unchanged ---------------------------------
@@ -130,7 +131,7 @@ def test_any_text_is_refused_or_archived_unchanged(database_url: str) -> None:
     upgrade(engine)
     store = ArchiveStore(engine)
 
-    @settings(max_examples=200, deadline=None)
+    @hypothesis_settings(max_examples=200, deadline=None)
     @given(data=st.data())
     def refused_or_archived_unchanged(data: st.DataObject) -> None:
         field = data.draw(st.sampled_from(FIELDS))
@@ -145,7 +146,7 @@ def test_any_text_is_refused_or_archived_unchanged(database_url: str) -> None:
         else:
             assert refused_for is None, f"{field} took U+{ord(refused_for):04X}"
             store.record(referral.view())
-            row = store.history(referral.referral_id)
+            row = store.history(referral.workflow_id)
             assert row is not None
             rfi, customer = referral.rfi, referral.rfi.customer
             assert (row.location, row.need, row.company_size) == (

@@ -4,15 +4,11 @@ and the session cookie that lets the Temporal UI (which cannot send a token) dec
 import base64
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from email.message import Message
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -22,6 +18,9 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from starter.codec import EncryptionCodec, parse_keys
 from starter.codec_server import SESSION_COOKIE, build_codec_app, is_loopback
+from starter.dev import free_port
+from starter.processes import running
+from tests.servers import binary, run_referrals
 
 KEY = ("2026-q1", os.urandom(32))
 SPEC = f"{KEY[0]}:{base64.b64encode(KEY[1]).decode()}"
@@ -29,7 +28,6 @@ UI = "http://localhost:8080"
 TOKEN = "s3cret-codec-token"
 SECRET = "maria.lopez@lopez-logistics.example"
 HEADERS = {"Content-Type": "application/json", "Origin": UI, "Authorization": f"Bearer {TOKEN}"}
-REFERRALS = str(Path(sys.executable).parent / "referrals")
 Codec = TestClient[web.Request, web.Application]
 
 
@@ -84,11 +82,11 @@ def test_loopback_is_127_0_0_0_8_ipv6_one_and_localhost(host: str, expected: boo
 
 
 def command_env(token: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "REFERRALS_CODEC_TOKEN"}
-    env |= {"REFERRALS_CODEC_KEYS": SPEC, "REFERRALS_CODEC_CORS_ORIGIN": UI}
+    variables = {k: v for k, v in os.environ.items() if k != "REFERRALS_CODEC_TOKEN"}
+    variables |= {"REFERRALS_CODEC_KEYS": SPEC, "REFERRALS_CODEC_CORS_ORIGIN": UI}
     if token is not None:
-        env["REFERRALS_CODEC_TOKEN"] = token
-    return env
+        variables["REFERRALS_CODEC_TOKEN"] = token
+    return variables
 
 
 @pytest.mark.parametrize(("host", "token"), [("0.0.0.0", None), ("0.0.0.0", ""), ("::", "  ")])
@@ -96,13 +94,8 @@ def test_without_a_token_the_command_refuses_to_listen_beyond_loopback(
     host: str, token: str | None
 ) -> None:
     # Before the fix it served (the timeout fails the test instead of hanging it).
-    refused = subprocess.run(
-        [REFERRALS, "codec-server", "--host", host, "--port", "0"],
-        env=command_env(token),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+    refused = run_referrals(
+        command_env(token), "codec-server", "--host", host, "--port", "0", timeout=30
     )
     assert refused.returncode == 1
     lines = refused.stderr.strip().splitlines()
@@ -110,13 +103,6 @@ def test_without_a_token_the_command_refuses_to_listen_beyond_loopback(
     assert lines[0].startswith("error: REFERRALS_CODEC_TOKEN is not set")
     assert repr(host) in lines[0]
     assert "Traceback" not in refused.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def post(url: str, data: str) -> tuple[int, Message, str]:
@@ -130,46 +116,31 @@ def post(url: str, data: str) -> tuple[int, Message, str]:
 
 def test_without_a_token_the_command_serves_on_loopback() -> None:
     port = free_port()
-    server = subprocess.Popen(
-        [REFERRALS, "codec-server", "--host", "127.0.0.1", "--port", str(port)],
-        env=command_env(None),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    command = [binary("referrals"), "codec-server", "--host", "127.0.0.1", "--port", str(port)]
     url = f"http://127.0.0.1:{port}"
-    try:
+    with running(command, env=command_env(None), grace=10) as server:
         deadline = time.monotonic() + 30
         while True:
-            assert server.poll() is None, server.communicate()[1]
+            assert server.poll() is None, "the codec server exited: see its captured stderr"
             try:
-                status, _, text = post(f"{url}/encode", body(plain(SECRET)))
+                code, _, text = post(f"{url}/encode", body(plain(SECRET)))
                 break
             except OSError:
                 assert time.monotonic() < deadline, "the codec server did not start"
                 time.sleep(0.2)
-        assert status == 200
-        status, _, text = post(f"{url}/decode", text)
-        assert status == 200
+        assert code == 200
+        code, _, text = post(f"{url}/decode", text)
+        assert code == 200
         assert SECRET in base64.b64decode(json.loads(text)["payloads"][0]["data"]).decode()
         # ... and answers a ciphertext too short to hold its nonce with a 400 (it was a 500).
         truncated = Payload(
             metadata={"encoding": b"binary/encrypted", "encryption-key-id": KEY[0].encode()},
             data=b"abcd",
         )
-        status, headers, text = post(f"{url}/decode", body(truncated))
-        assert status == 400
+        code, headers, text = post(f"{url}/decode", body(truncated))
+        assert code == 400
         assert headers["Access-Control-Allow-Origin"] == UI
         assert_short_error(text)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        if server.stderr is not None:
-            server.stderr.close()
 
 
 # --- Bad input: a 400 the UI can read -----------------------------------------------------

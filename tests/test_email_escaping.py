@@ -7,7 +7,7 @@ refuses it) and deals are not in any email, so they are not listed.
 """
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,8 @@ import pytest
 
 from activities.mailers import OutboxMailer
 from activities.rendering import EmailRenderer, RenderedEmail
-from tests.factories import ACME_BERLIN, RECEIVED_AT, make_rfi
-from tests.test_email import SENDER, body, parse_eml
+from tests.emails import CUSTOMER, DUE_AT, SENDER, body, parse_eml
+from tests.factories import ACME_BERLIN, RECEIVED_AT, act, make_rfi
 from workflows.lifecycle import Referral
 from workflows.models import EmailKind, EmailRequest, Status
 
@@ -26,14 +26,6 @@ ESCAPED = "&lt;i&gt;x&lt;/i&gt; &amp; y"
 # An email address cannot hold markup; an ampersand it can.
 HOSTILE_EMAIL = "x&y@example.com"
 ESCAPED_EMAIL = "x&amp;y@example.com"
-DUE_AT = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
-
-CUSTOMER = {
-    "name": "Quentin Zylberstein",
-    "company": "Haulagecorp KG",
-    "email": "q.zyl@haulagecorp.example",
-    "phone": "+49 30 5550199",
-}
 
 # Each field, and how to put a value into an email request.
 Setter = Callable[[dict[str, Any], str], None]
@@ -76,18 +68,18 @@ FIELDS: dict[str, Setter] = {
     "partner.contact_name": _partner("contact_name"),
     "alternatives": _alternative,
 }
-OVERVIEW = {"need", "location", "company_size"}
-CUSTOMER_CONTACT = {"customer.name", "customer.company", "customer.email", "customer.phone"}
+OVERVIEW_FIELDS = {"need", "location", "company_size"}
+CONTACT_FIELDS = {"customer.name", "customer.company", "customer.email", "customer.phone"}
 SHOWN: dict[EmailKind, set[str]] = {
-    EmailKind.LEAD: OVERVIEW | {"partner.partner_name", "partner.contact_name"},
-    EmailKind.REMINDER: OVERVIEW | {"partner.partner_name", "partner.contact_name"},
-    EmailKind.DETAILS: OVERVIEW | CUSTOMER_CONTACT | {"partner.contact_name"},
-    EmailKind.REROUTE: OVERVIEW | {"customer.name", "partner.partner_name", "alternatives"},
+    EmailKind.LEAD: OVERVIEW_FIELDS | {"partner.partner_name", "partner.contact_name"},
+    EmailKind.REMINDER: OVERVIEW_FIELDS | {"partner.partner_name", "partner.contact_name"},
+    EmailKind.DETAILS: OVERVIEW_FIELDS | CONTACT_FIELDS | {"partner.contact_name"},
+    EmailKind.REROUTE: OVERVIEW_FIELDS | {"customer.name", "partner.partner_name", "alternatives"},
 }
 # Never, whatever the templates become: the partner sees the customer only once interested.
 NEVER: dict[EmailKind, set[str]] = {
-    EmailKind.LEAD: CUSTOMER_CONTACT,
-    EmailKind.REMINDER: CUSTOMER_CONTACT,
+    EmailKind.LEAD: CONTACT_FIELDS,
+    EmailKind.REMINDER: CONTACT_FIELDS,
 }
 STATUS = {
     EmailKind.LEAD: Status.NEW,
@@ -151,21 +143,21 @@ def assert_absent(parts: list[str], raw: str, escaped: str) -> None:
 def test_every_field_is_escaped_in_html_kept_in_text_or_absent(kind: EmailKind, field: str) -> None:
     raw, escaped = values(field)
 
-    email = EmailRenderer().render(request_with(kind, field, raw))
+    rendered = EmailRenderer().render(request_with(kind, field, raw))
 
-    assert email.subject.splitlines() == [email.subject]  # one line: nothing to inject
-    assert escaped not in email.subject  # a header, not HTML
+    assert rendered.subject.splitlines() == [rendered.subject]  # one line: nothing to inject
+    assert escaped not in rendered.subject  # a header, not HTML
     if field in SHOWN[kind]:
         assert field not in NEVER.get(kind, set())
-        assert_shown(email.html, email.text, raw, escaped)
+        assert_shown(rendered.html, rendered.text, raw, escaped)
     else:
-        assert_absent([email.subject, email.text, email.html], raw, escaped)
+        assert_absent([rendered.subject, rendered.text, rendered.html], raw, escaped)
 
 
 def test_the_lead_subject_shows_the_need_as_typed() -> None:
-    email = EmailRenderer().render(request_with(EmailKind.LEAD, "need", HOSTILE))
+    rendered = EmailRenderer().render(request_with(EmailKind.LEAD, "need", HOSTILE))
 
-    assert email.subject == f"New referral: {HOSTILE} (emea)"
+    assert rendered.subject == f"New referral: {HOSTILE} (emea)"
 
 
 @pytest.mark.parametrize("field", sorted(SHOWN[EmailKind.DETAILS]))
@@ -201,12 +193,12 @@ def test_the_reroute_email_never_carries_the_partners_reason(
     now = RECEIVED_AT + timedelta(hours=1)
     emails = referral.start(ACME_BERLIN, now)
     for action, argument in actions:
-        emails = referral.act(action, argument, now)
+        emails = act(referral, action, argument, now)
     [reroute] = [email for email in emails if email.kind is EmailKind.REROUTE]
     assert referral.transitions[-1].reason == REASON  # the marketplace keeps it
 
-    email = EmailRenderer().render(reroute)
+    rendered = EmailRenderer().render(reroute)
 
     assert "fully booked" not in reroute.model_dump_json()  # not even in the activity's input
-    for part in (email.subject, email.text, email.html):
+    for part in (rendered.subject, rendered.text, rendered.html):
         assert "fully booked" not in part

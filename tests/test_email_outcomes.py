@@ -1,14 +1,15 @@
 """What a SendGrid send tells the workflow: sent, refused, not sent, or sent perhaps.
 
-The real `sendgrid` client talks to local endpoints: pytest-httpserver where SendGrid answers
-(in time or late), and a raw TCP endpoint where it reads the whole request and then hangs up,
-resets or answers garbage. Every case also counts the requests the endpoint received: one send
-is one request, whatever happens.
+The real `sendgrid` client talks to local endpoints (tests/servers.py): pytest-httpserver where
+SendGrid answers (in time or late), and a raw TCP endpoint where it reads the whole request and
+then hangs up, resets or answers garbage. Every case also counts the requests the endpoint
+received: one send is one request, whatever happens. The mailer raises plain errors (a
+retryable one when nothing was sent, EmailOutcomeUnknown when the message may have been
+accepted); the activity turns EmailOutcomeUnknown into a non-retryable OUTCOME_UNKNOWN.
 """
 
 import json
 import socket
-import struct
 import threading
 import time
 import traceback
@@ -26,22 +27,30 @@ from werkzeug import Request, Response
 from activities.email import EmailActivities
 from activities.mailers import (
     OUTCOME_UNKNOWN,
-    REJECTED,
+    EmailOutcomeUnknown,
+    EmailRejected,
     OutboxMailer,
     SendGridMailer,
     message_id,
 )
-from activities.rendering import EmailRenderer, RenderedEmail
-from tests.test_email import (
-    API_KEY,
+from activities.rendering import EmailRenderer
+from tests.emails import (
     CUSTOMER,
     CUSTOMER_TRACES,
     PARTNER,
-    SEND_PATH,
     SENDER,
     make_request,
     parse_eml,
     raised_by,
+)
+from tests.servers import (
+    SENDGRID_API_KEY,
+    SENDGRID_SEND_PATH,
+    RawEndpoint,
+    answer,
+    hang_up,
+    reset,
+    sendgrid_mailer,
 )
 from workflows.models import EmailKind, EmailRequest
 
@@ -65,33 +74,27 @@ RESERVED_HEADERS = {
 }
 
 
-def rendered(request: EmailRequest = DETAILS) -> RenderedEmail:
-    return EmailRenderer().render(request)
-
-
 def send(mailer: SendGridMailer, request: EmailRequest = DETAILS) -> str:
-    return mailer.send(request.id, request.to, rendered(request))
+    return mailer.send(request.id, request.to, EmailRenderer().render(request))
 
 
 def assert_clean(error: BaseException) -> None:
     """Neither the API key nor the customer's or partner's contact in the failure."""
     text = "".join(traceback.format_exception(error))
-    for secret in (API_KEY, *PERSONAL):
+    for secret in (SENDGRID_API_KEY, *PERSONAL):
         assert secret not in text, f"{secret!r} leaked into the failure"
 
 
 def assert_not_sent(error: BaseException) -> None:
-    """Nothing reached SendGrid: a plain error, which Temporal retries."""
-    assert not isinstance(error, ApplicationError), error
+    """Nothing reached SendGrid: neither of the errors that sending again cannot help."""
+    assert not isinstance(error, (EmailRejected, EmailOutcomeUnknown)), error
     assert isinstance(error, RuntimeError)
     assert str(error).startswith("SendGrid is unavailable: ")
     assert_clean(error)
 
 
 def assert_outcome_unknown(error: BaseException, says: str) -> None:
-    assert isinstance(error, ApplicationError), error
-    assert error.type == OUTCOME_UNKNOWN
-    assert error.non_retryable is True
+    assert isinstance(error, EmailOutcomeUnknown), error
     assert says in str(error)
     assert str(error).endswith("the message may have been accepted")
     assert_clean(error)
@@ -104,94 +107,15 @@ def closed_port() -> int:
     return port  # nothing listens on it any more
 
 
-# --- A raw endpoint that reads whole requests, then misbehaves ------------------------------
-
-
-class RawEndpoint:
-    """Accepts connections until closed; reads each whole HTTP request (headers and the
-    Content-Length body), records its body, then lets `then` answer or hang up."""
-
-    def __init__(self, then: Callable[[socket.socket], None]) -> None:
-        self.bodies: list[bytes] = []
-        self._then = then
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.1)
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-
-    def _serve(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                connection, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            connection.settimeout(5)
-            self.bodies.append(read_request(connection))
-            self._then(connection)
-
-    def __enter__(self) -> "RawEndpoint":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stopped.set()
-        self._thread.join(timeout=5)
-        self._listener.close()
-
-
-def read_request(connection: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += connection.recv(65536)
-    head, body = data.split(b"\r\n\r\n", 1)
-    length = next(
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    while len(body) < length:
-        body += connection.recv(65536)
-    return body
-
-
-def hang_up(connection: socket.socket) -> None:
-    connection.close()
-
-
-def reset(connection: socket.socket) -> None:
-    # Linger 0: close sends a TCP RST instead of a FIN.
-    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    connection.close()
-
-
-def answer(raw: bytes) -> Callable[[socket.socket], None]:
-    def then(connection: socket.socket) -> None:
-        connection.sendall(raw)
-        connection.close()
-
-    return then
-
-
-# --- The contract's names -------------------------------------------------------------------
-
-
-def test_the_failure_types_are_the_names_the_workflow_catches() -> None:
-    assert (REJECTED, OUTCOME_UNKNOWN) == ("EmailRejected", "EmailOutcomeUnknown")
-
-
 # --- Sent: one request, carrying the email's id ---------------------------------------------
 
 
 def test_an_answer_in_time_is_one_request(httpserver: HTTPServer) -> None:
-    httpserver.expect_request(SEND_PATH, method="POST").respond_with_data(
+    httpserver.expect_request(SENDGRID_SEND_PATH, method="POST").respond_with_data(
         "", status=202, headers={"X-Message-Id": "W5xZ2tq0RkCqvV0xqJQ4gA"}
     )
 
-    reference = send(SendGridMailer(API_KEY, SENDER, host=httpserver.url_for("").rstrip("/")))
+    reference = send(sendgrid_mailer(httpserver))
 
     assert reference == "W5xZ2tq0RkCqvV0xqJQ4gA"
     assert len(httpserver.log) == 1
@@ -200,8 +124,8 @@ def test_an_answer_in_time_is_one_request(httpserver: HTTPServer) -> None:
 def test_every_request_carries_the_email_id_for_receivers_to_drop_copies(
     httpserver: HTTPServer, tmp_path: Path
 ) -> None:
-    httpserver.expect_request(SEND_PATH, method="POST").respond_with_data("", status=202)
-    mailer = SendGridMailer(API_KEY, SENDER, host=httpserver.url_for("").rstrip("/"))
+    httpserver.expect_request(SENDGRID_SEND_PATH, method="POST").respond_with_data("", status=202)
+    mailer = sendgrid_mailer(httpserver)
 
     send(mailer)
     send(mailer)  # a second attempt of the same email: the same ids, nothing random
@@ -216,7 +140,7 @@ def test_every_request_carries_the_email_id_for_receivers_to_drop_copies(
         }
         assert not {name.lower() for name in payload["headers"]} & RESERVED_HEADERS
     # The outbox writes the same two headers for the same email.
-    OutboxMailer(tmp_path, SENDER).send(DETAILS.id, DETAILS.to, rendered())
+    OutboxMailer(tmp_path, SENDER).send(DETAILS.id, DETAILS.to, EmailRenderer().render(DETAILS))
     eml = parse_eml(tmp_path / f"{DETAILS.id}.eml")
     # Folded onto a line of its own when long, as RFC 5322 allows: compare it unfolded.
     assert eml["Message-ID"].strip() == message_id(DETAILS.id, SENDER)
@@ -247,7 +171,7 @@ def test_the_message_id_is_valid_for_any_email_id_and_one_per_email() -> None:
 
 
 def test_a_refused_connection_is_retried() -> None:
-    mailer = SendGridMailer(API_KEY, SENDER, host=f"http://127.0.0.1:{closed_port()}")
+    mailer = SendGridMailer(SENDGRID_API_KEY, SENDER, host=f"http://127.0.0.1:{closed_port()}")
 
     error = raised_by(lambda: send(mailer))
 
@@ -260,7 +184,7 @@ def test_a_name_that_does_not_resolve_is_retried(monkeypatch: pytest.MonkeyPatch
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
-    mailer = SendGridMailer(API_KEY, SENDER, host="https://api.sendgrid.com")
+    mailer = SendGridMailer(SENDGRID_API_KEY, SENDER, host="https://api.sendgrid.com")
 
     assert_not_sent(raised_by(lambda: send(mailer)))
 
@@ -272,15 +196,17 @@ def test_a_connection_that_never_opens_is_retried(monkeypatch: pytest.MonkeyPatc
         raise TimeoutError("timed out")
 
     monkeypatch.setattr(socket, "create_connection", unreachable)
-    mailer = SendGridMailer(API_KEY, SENDER, host="https://api.sendgrid.com", timeout_s=0.5)
+    mailer = SendGridMailer(
+        SENDGRID_API_KEY, SENDER, host="https://api.sendgrid.com", timeout_s=0.5
+    )
 
     assert_not_sent(raised_by(lambda: send(mailer)))
 
 
 def test_a_failed_tls_handshake_is_retried(httpserver: HTTPServer) -> None:
     # TLS to a plain HTTP endpoint: the handshake fails before any request is written.
-    httpserver.expect_request(SEND_PATH, method="POST").respond_with_data("", status=202)
-    mailer = SendGridMailer(API_KEY, SENDER, host=f"https://127.0.0.1:{httpserver.port}")
+    httpserver.expect_request(SENDGRID_SEND_PATH, method="POST").respond_with_data("", status=202)
+    mailer = SendGridMailer(SENDGRID_API_KEY, SENDER, host=f"https://127.0.0.1:{httpserver.port}")
 
     error = raised_by(lambda: send(mailer))
 
@@ -302,8 +228,8 @@ def test_an_answer_later_than_the_timeout_is_an_unknown_outcome(httpserver: HTTP
         answered.set()
         return Response("", status=202)
 
-    httpserver.expect_request(SEND_PATH, method="POST").respond_with_handler(slow)
-    mailer = SendGridMailer(API_KEY, SENDER, host=httpserver.url_for("").rstrip("/"), timeout_s=0.5)
+    httpserver.expect_request(SENDGRID_SEND_PATH, method="POST").respond_with_handler(slow)
+    mailer = sendgrid_mailer(httpserver, timeout_s=0.5)
 
     started = time.monotonic()
     error = raised_by(lambda: send(mailer))
@@ -332,16 +258,18 @@ def test_a_request_sent_without_a_readable_answer_is_an_unknown_outcome(
     then: Callable[[socket.socket], None], says: str
 ) -> None:
     with RawEndpoint(then) as endpoint:
-        mailer = SendGridMailer(API_KEY, SENDER, host=endpoint.url, timeout_s=2)
+        mailer = sendgrid_mailer(endpoint, timeout_s=2)
 
         error = raised_by(lambda: send(mailer))
 
     assert_outcome_unknown(error, says)
-    assert len(endpoint.bodies) == 1
-    assert json.loads(endpoint.bodies[0])["custom_args"] == {"referral_email_id": DETAILS.id}
+    assert len(endpoint.request_bodies) == 1
+    assert json.loads(endpoint.request_bodies[0])["custom_args"] == {
+        "referral_email_id": DETAILS.id
+    }
 
 
-def test_the_activity_passes_an_unknown_outcome_on_unchanged(httpserver: HTTPServer) -> None:
+def test_the_activity_fails_for_good_on_an_unknown_outcome(httpserver: HTTPServer) -> None:
     answered = threading.Event()
 
     def slow(request: Request) -> Response:
@@ -349,14 +277,17 @@ def test_the_activity_passes_an_unknown_outcome_on_unchanged(httpserver: HTTPSer
         answered.set()
         return Response("", status=202)
 
-    httpserver.expect_request(SEND_PATH, method="POST").respond_with_handler(slow)
-    mailer = SendGridMailer(API_KEY, SENDER, host=httpserver.url_for("").rstrip("/"), timeout_s=0.3)
+    httpserver.expect_request(SENDGRID_SEND_PATH, method="POST").respond_with_handler(slow)
+    mailer = sendgrid_mailer(httpserver, timeout_s=0.3)
 
     with pytest.raises(ApplicationError) as info:
         ActivityEnvironment().run(EmailActivities(mailer).send_email, DETAILS)
 
     assert info.value.type == OUTCOME_UNKNOWN
     assert info.value.non_retryable is True
+    assert info.value.message == (
+        "SendGrid's answer did not come within 0.3 s: the message may have been accepted"
+    )
     assert_clean(info.value)
     assert answered.wait(5)
     assert len(httpserver.log) == 1

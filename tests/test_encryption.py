@@ -4,13 +4,9 @@ import asyncio
 import base64
 import json
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -25,7 +21,8 @@ from starter.client import connect
 from starter.codec import CodecKeyError, EncryptionCodec, parse_keys
 from starter.codec_server import build_codec_app
 from starter.settings import Settings
-from tests.factories import make_rfi
+from tests.factories import fresh_rfi
+from tests.servers import run_referrals
 from worker import build_worker
 from workflows.models import Status
 from workflows.referral import ReferralWorkflow
@@ -169,7 +166,7 @@ async def test_history_holds_no_customer_contact_in_clear_and_rotated_keys_read_
     encrypted = with_keys(base, spec(OLD))
     client = await connect(encrypted)
     queue = f"referrals-encrypted-{uuid.uuid4()}"
-    rfi = make_rfi(received_at=datetime.now(UTC).isoformat())
+    rfi = fresh_rfi()
     async with build_worker(client, encrypted, executor, task_queue=queue):
         await referrals.submit(client, rfi, ["acme-consulting"], task_queue=queue)
         view = await referrals.act(client, rfi.id, "acme-consulting", "interested", {})
@@ -205,13 +202,11 @@ async def test_history_holds_no_customer_contact_in_clear_and_rotated_keys_read_
         await retired.get_workflow_handle_for(ReferralWorkflow.run, handle.id).result()
 
     command = await asyncio.to_thread(
-        subprocess.run,
-        [str(Path(sys.executable).parent / "referrals"), "status", rfi.id, "acme-consulting"],
-        env={**os.environ, "TEMPORAL_ADDRESS": target, "REFERRALS_CODEC_KEYS": spec(NEW, OLD)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        run_referrals,
+        {**os.environ, "TEMPORAL_ADDRESS": target, "REFERRALS_CODEC_KEYS": spec(NEW, OLD)},
+        "status",
+        rfi.id,
+        "acme-consulting",
     )
     assert command.returncode == 0, command.stderr
     assert json.loads(command.stdout)["customer"]["email"] == "maria.lopez@lopez-logistics.example"

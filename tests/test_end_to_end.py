@@ -5,8 +5,6 @@ import email
 import email.policy
 import importlib.util
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,56 +22,34 @@ from temporalio.testing import WorkflowEnvironment
 from archive.database import create_archive_engine, upgrade
 from archive.store import ArchiveStore
 from starter.dev import free_port
+from starter.processes import running, stop
 from starter.referrals import submit
-from tests.factories import ROOT, SAMPLES, make_rfi, rfi_data
+from tests.factories import ROOT, act, make_rfi, rfi_data
+from tests.servers import WORKER_COMMAND, run_referrals, worker_environment
 from worker import compile_workflows
 from workflows import REGION_KEY, RESPOND_BY_KEY, STATUS_KEY
 from workflows.lifecycle import Referral
 from workflows.models import PartnerContact
 
-BIN = Path(sys.executable).parent
+
+@pytest.fixture(scope="module")
+def environment(
+    dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("worker")
+    return worker_environment(dev_env, folder, REFERRALS_METRICS_PORT=str(free_port()))
 
 
 @pytest.fixture(scope="module")
-def outbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("outbox")
-
-
-@pytest.fixture(scope="module")
-def environment(dev_env: WorkflowEnvironment, outbox: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-        "TEMPORAL_NAMESPACE": dev_env.client.namespace,
-        "REFERRALS_OUTBOX_DIR": str(outbox),
-        "REFERRALS_PARTNER_DIRECTORY": str(SAMPLES / "partners.json"),
-        "REFERRALS_DATABASE_URL": f"sqlite:///{outbox.parent}/archive.db",
-        "REFERRALS_METRICS_PORT": str(free_port()),
-    }
+def outbox(environment: dict[str, str]) -> Path:
+    return Path(environment["REFERRALS_OUTBOX_DIR"])
 
 
 @pytest.fixture(scope="module")
 def worker_process(environment: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     """worker.py itself, as `python worker.py` runs it."""
-    child = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=environment, cwd=ROOT)
-    yield child
-    if child.poll() is None:
-        child.kill()
-        child.wait()
-
-
-def referrals(
-    environment: dict[str, str], *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "referrals"), *args],
-        env=environment,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    with running(WORKER_COMMAND, env=environment, cwd=ROOT) as child:
+        yield child
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
@@ -108,14 +84,14 @@ def test_submit_act_status_list_and_emails(
 ) -> None:
     rfi_id, path = write_rfi(tmp_path, stamped=False)
     submitted = datetime.now(UTC)
-    submit = referrals(
+    first = run_referrals(
         environment, "submit", str(path), "--partners", "acme-consulting,globex,initech"
     )
-    assert "3 started, 0 already existed" in ok(submit)
-    assert f"no received_at in {path}: received now, " in submit.stderr
+    assert "3 started, 0 already existed" in ok(first)
+    assert f"no received_at in {path}: received now, " in first.stderr
 
     again = ok(
-        referrals(
+        run_referrals(
             environment,
             "submit",
             str(path),
@@ -131,7 +107,7 @@ def test_submit_act_status_list_and_emails(
     assert summary["started"] == [f"referral:{rfi_id}:umbrella"]
 
     interested = json.loads(
-        ok(referrals(environment, "act", rfi_id, "acme-consulting", "interested"))
+        ok(run_referrals(environment, "act", rfi_id, "acme-consulting", "interested"))
     )
     assert interested["status"] == "Evaluating"
     # The file said nothing of when: submit stamped the moment it sent the RFI.
@@ -141,7 +117,7 @@ def test_submit_act_status_list_and_emails(
     close = (datetime.now(UTC) + timedelta(days=40)).date().isoformat()
     accepted = json.loads(
         ok(
-            referrals(
+            run_referrals(
                 environment,
                 "act",
                 rfi_id,
@@ -163,9 +139,9 @@ def test_submit_act_status_list_and_emails(
         "estimated_close_date": close,
         "final_deal_value": None,
     }
-    ok(referrals(environment, "act", rfi_id, "globex", "no_thanks", "--reason", "Busy"))
+    ok(run_referrals(environment, "act", rfi_id, "globex", "no_thanks", "--reason", "Busy"))
 
-    refused = referrals(
+    refused = run_referrals(
         environment,
         "act",
         rfi_id,
@@ -183,11 +159,11 @@ def test_submit_act_status_list_and_emails(
     assert "interested, no_thanks" in refused.stderr
     assert refused.stderr.count("\n") == 1
 
-    closed = referrals(environment, "act", rfi_id, "globex", "interested")
+    closed = run_referrals(environment, "act", rfi_id, "globex", "interested")
     assert closed.returncode == 1
     assert "closed (Skipped)" in closed.stderr
 
-    everyone = referrals(environment, "status", rfi_id)
+    everyone = run_referrals(environment, "status", rfi_id)
     views = json.loads(ok(everyone))
     assert [(v["partner_id"], v["status"]) for v in views] == [
         ("acme-consulting", "Negotiating"),
@@ -196,18 +172,22 @@ def test_submit_act_status_list_and_emails(
     ]
     assert f"referral:{rfi_id}:umbrella" in everyone.stderr
     assert "does not serve emea/Berlin" in everyone.stderr
-    one = json.loads(ok(referrals(environment, "status", rfi_id, "initech")))
+    one = json.loads(ok(run_referrals(environment, "status", rfi_id, "initech")))
     assert one["status"] == "New"
     assert one["customer"] is None
     assert one["deadline"]["kind"] == "respond"
 
     listed = wait_for(
         lambda: json.loads(
-            ok(referrals(environment, "list", "--rfi", rfi_id, "--status", "Negotiating", "--json"))
+            ok(
+                run_referrals(
+                    environment, "list", "--rfi", rfi_id, "--status", "Negotiating", "--json"
+                )
+            )
         )
     )
     assert [(r["partner_id"], r["region"]) for r in listed] == [("acme-consulting", "emea")]
-    table = ok(referrals(environment, "list", "--partner", "globex", "--rfi", rfi_id))
+    table = ok(run_referrals(environment, "list", "--partner", "globex", "--rfi", rfi_id))
     assert "Skipped" in table
 
     files = wait_for(
@@ -228,7 +208,7 @@ def test_submit_act_status_list_and_emails(
     assert reroute.get_content_type() == "multipart/alternative"
 
 
-async def listed(client: Client, query: str) -> list[WorkflowExecution]:
+async def visible_workflows(client: Client, query: str) -> list[WorkflowExecution]:
     """What visibility lists for the query, once it lists anything (within 10 s)."""
     for _ in range(100):
         found = [w async for w in client.list_workflows(query)]
@@ -245,14 +225,14 @@ async def test_search_attributes_are_kept_current_for_operators(
     tmp_path: Path,
 ) -> None:
     rfi_id, path = write_rfi(tmp_path)
-    ok(referrals(environment, "submit", str(path), "--partners", "acme-consulting,initech"))
-    ok(referrals(environment, "act", rfi_id, "acme-consulting", "interested"))
+    ok(run_referrals(environment, "submit", str(path), "--partners", "acme-consulting,initech"))
+    ok(run_referrals(environment, "act", rfi_id, "acme-consulting", "interested"))
     client: Client = dev_env.client
     query = (
         f"RfiId = '{rfi_id}' AND PartnerId = 'acme-consulting' AND Region = 'emea' "
         "AND ReferralStatus = 'Evaluating'"
     )
-    found = await listed(client, query)
+    found = await visible_workflows(client, query)
     assert len(found) == 1
     respond_by = found[0].typed_search_attributes.get(RESPOND_BY_KEY)
     assert respond_by is not None
@@ -270,7 +250,7 @@ async def test_a_submitted_referral_is_visible_to_operators_before_any_worker_ru
     queue = f"nobody-polls-{uuid.uuid4()}"  # the workflow never runs a task
     await submit(client, rfi, ["acme-consulting"], task_queue=queue)
     query = f"RfiId = '{rfi.id}' AND PartnerId = 'acme-consulting' AND ReferralStatus = 'New'"
-    found = await listed(client, query)
+    found = await visible_workflows(client, query)
     assert len(found) == 1
     attributes = found[0].typed_search_attributes
     assert attributes.get(REGION_KEY) == rfi.region
@@ -280,25 +260,27 @@ async def test_a_submitted_referral_is_visible_to_operators_before_any_worker_ru
 
 def test_command_errors_are_one_line(environment: dict[str, str], tmp_path: Path) -> None:
     unreachable = {**environment, "TEMPORAL_ADDRESS": "127.0.0.1:1"}
-    down = referrals(unreachable, "status", "rfi-1")
+    down = run_referrals(unreachable, "status", "rfi-1")
     assert down.returncode == 1
     assert down.stderr.startswith("error: cannot reach Temporal at 127.0.0.1:1")
     assert "Traceback" not in down.stderr
 
-    missing = referrals(environment, "submit", str(tmp_path / "nope.json"), "--partners", "a")
+    missing = run_referrals(environment, "submit", str(tmp_path / "nope.json"), "--partners", "a")
     assert missing.returncode == 1
     assert "cannot read RFI file" in missing.stderr
     (tmp_path / "bad.json").write_text('{"id": ')
-    bad = referrals(environment, "submit", str(tmp_path / "bad.json"), "--partners", "a")
+    bad = run_referrals(environment, "submit", str(tmp_path / "bad.json"), "--partners", "a")
     assert bad.returncode == 1
     assert "not valid JSON" in bad.stderr
     # What an editor set to Latin-1 saves.
     latin1 = json.dumps(rfi_data(need="Migration für München"), ensure_ascii=False)
     (tmp_path / "latin1.json").write_bytes(latin1.encode("latin-1"))
-    not_utf8 = referrals(environment, "submit", str(tmp_path / "latin1.json"), "--partners", "a")
+    not_utf8 = run_referrals(
+        environment, "submit", str(tmp_path / "latin1.json"), "--partners", "a"
+    )
     assert not_utf8.returncode == 1
     assert "is not UTF-8: byte 0xfc at offset" in not_utf8.stderr
-    invalid = referrals(
+    invalid = run_referrals(
         environment,
         "submit",
         "-",
@@ -308,7 +290,7 @@ def test_command_errors_are_one_line(environment: dict[str, str], tmp_path: Path
     )
     assert invalid.returncode == 1
     assert "received_at" in invalid.stderr
-    bad_id = referrals(environment, "status", "rfi 1")
+    bad_id = run_referrals(environment, "status", "rfi 1")
     assert bad_id.returncode == 1
     assert "not a valid id" in bad_id.stderr
     for stderr in (missing.stderr, bad.stderr, not_utf8.stderr, invalid.stderr, bad_id.stderr):
@@ -319,12 +301,12 @@ def test_command_errors_are_one_line(environment: dict[str, str], tmp_path: Path
 def test_unknown_referral_is_reported(
     environment: dict[str, str], worker_process: subprocess.Popen[bytes]
 ) -> None:
-    result = referrals(environment, "act", "no-such-rfi", "acme-consulting", "interested")
+    result = run_referrals(environment, "act", "no-such-rfi", "acme-consulting", "interested")
     assert result.returncode == 1
     assert "no referral referral:no-such-rfi:acme-consulting" in result.stderr
-    status = referrals(environment, "status", "no-such-rfi")
-    assert status.returncode == 1
-    assert "no referrals for RFI no-such-rfi" in status.stderr
+    none = run_referrals(environment, "status", "no-such-rfi")
+    assert none.returncode == 1
+    assert "no referrals for RFI no-such-rfi" in none.stderr
 
 
 def test_submit_never_restarts_a_referral_temporal_forgot_but_the_archive_kept(
@@ -343,24 +325,24 @@ def test_submit_never_restarts_a_referral_temporal_forgot_but_the_archive_kept(
         ),
         datetime(2025, 1, 6, 9, tzinfo=UTC),
     )
-    forgotten.act("no_thanks", None, datetime(2025, 1, 6, 12, tzinfo=UTC))
+    act(forgotten, "no_thanks", None, datetime(2025, 1, 6, 12, tzinfo=UTC))
     engine = create_archive_engine(environment["REFERRALS_DATABASE_URL"])
     upgrade(engine)
     ArchiveStore(engine).record(forgotten.view())
     engine.dispose()
 
-    out = ok(referrals(environment, "submit", str(path), "--partners", "globex,initech"))
+    out = ok(run_referrals(environment, "submit", str(path), "--partners", "globex,initech"))
     assert f"already exists referral:{rfi_id}:globex" in out
     assert f"started        referral:{rfi_id}:initech" in out
-    assert referrals(environment, "status", rfi_id, "globex").returncode == 1  # never started
+    assert run_referrals(environment, "status", rfi_id, "globex").returncode == 1  # never started
 
 
 def test_the_worker_serves_sdk_and_referral_metrics(
     environment: dict[str, str], worker_process: subprocess.Popen[bytes], tmp_path: Path
 ) -> None:
     rfi_id, path = write_rfi(tmp_path)
-    ok(referrals(environment, "submit", str(path), "--partners", "globex"))
-    ok(referrals(environment, "act", rfi_id, "globex", "no_thanks"))
+    ok(run_referrals(environment, "submit", str(path), "--partners", "globex"))
+    ok(run_referrals(environment, "act", rfi_id, "globex", "no_thanks"))
     url = f"http://127.0.0.1:{environment['REFERRALS_METRICS_PORT']}/metrics"
 
     def scrape() -> str | None:
@@ -398,8 +380,7 @@ def test_the_worker_gives_the_sandbox_bytecode_of_the_workflow_module(
 
 def test_worker_stops_gracefully_on_sigterm(worker_process: subprocess.Popen[bytes]) -> None:
     assert worker_process.poll() is None
-    worker_process.send_signal(signal.SIGTERM)
-    assert worker_process.wait(timeout=30) == 0
+    assert stop(worker_process, grace=30) == 0  # SIGTERM; killed, and failing, after 30 s
 
 
 def test_worker_refuses_to_start_without_a_valid_directory(
@@ -411,7 +392,7 @@ def test_worker_refuses_to_start_without_a_valid_directory(
         (tmp_path / "partners.json", "partners.0.name"),
     ):
         result = subprocess.run(
-            [sys.executable, str(ROOT / "worker.py")],
+            WORKER_COMMAND,
             env={**environment, "REFERRALS_PARTNER_DIRECTORY": str(directory)},
             capture_output=True,
             text=True,
@@ -431,7 +412,7 @@ def test_worker_refuses_a_sender_that_would_break_the_from_header(
         ("Zoë <a@example.com>, Ünal <b@example.com>", "must be one address"),
     ):
         result = subprocess.run(
-            [sys.executable, str(ROOT / "worker.py")],
+            WORKER_COMMAND,
             env={**environment, "SENDGRID_FROM": sender},
             capture_output=True,
             text=True,

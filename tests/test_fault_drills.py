@@ -4,7 +4,7 @@ import json
 import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,11 +17,10 @@ from temporalio.testing import WorkflowEnvironment
 from werkzeug import Request, Response
 
 from starter.settings import Settings
-from tests.factories import make_rfi
-from tests.servers import running_worker
+from tests.factories import ACME_BERLIN, RECEIVED_AT, act, make_rfi, received_now
+from tests.servers import SENDGRID_SEND_PATH, running_worker, start_referral, with_sendgrid
 from workflows.lifecycle import ActionRejected, Referral
-from workflows.models import Action, PartnerContact, ReferralInput, Rfi, Status
-from workflows.referral import ReferralWorkflow
+from workflows.models import Action, Rfi, Status
 
 # What the provider answers for each lead, attempt after attempt (202 once it accepts).
 SCRIPTS = {"acme-consulting": [429, 202], "globex": [500, 202], "initech": [400]}
@@ -56,25 +55,13 @@ async def test_a_misbehaving_provider_is_retried_or_recorded_and_never_blocks(
 ) -> None:
     env = time_skipping_env
     provider = FlakyProvider()
-    httpserver.expect_request("/v3/mail/send", method="POST").respond_with_handler(provider)
-    sendgrid = Settings(
-        REFERRALS_OUTBOX_DIR=settings.outbox_dir,
-        REFERRALS_PARTNER_DIRECTORY=settings.partner_directory,
-        REFERRALS_DATABASE_URL=settings.database_url,
-        SENDGRID_API_KEY="SG.drill",
-        SENDGRID_API_HOST=httpserver.url_for("").rstrip("/"),
-    )
-    rfi = make_rfi(received_at=(await env.get_current_time()).isoformat())
-    async with running_worker(env.client, sendgrid, executor) as worker:
-        handles = {}
-        for partner in SCRIPTS:
-            referral = ReferralInput(rfi=rfi, partner_id=partner)
-            handles[partner] = await env.client.start_workflow(
-                ReferralWorkflow.run,
-                referral,
-                id=referral.workflow_id,
-                task_queue=worker.task_queue,
-            )
+    httpserver.expect_request(SENDGRID_SEND_PATH, method="POST").respond_with_handler(provider)
+    rfi = await received_now(env)
+    async with running_worker(env.client, with_sendgrid(settings, httpserver), executor) as worker:
+        handles = {
+            partner: await start_referral(env.client, worker.task_queue, rfi, partner)
+            for partner in SCRIPTS
+        }
         for handle in handles.values():
             await handle.signal("no_thanks")
         finals = {p: await h.result() for p, h in handles.items()}
@@ -102,7 +89,7 @@ JSON = st.recursive(
     ),
     max_leaves=20,
 )
-GOOD = json.loads(make_rfi(received_at="2026-11-25T09:00:00Z").model_dump_json())
+GOOD = json.loads(make_rfi().model_dump_json())
 
 
 @given(st.dictionaries(st.sampled_from(sorted(GOOD)), JSON, max_size=len(GOOD)))
@@ -119,14 +106,7 @@ def test_any_rfi_json_is_accepted_or_refused_with_a_validation_error(
     assert rfi.deadlines.respond_within > timedelta(0)
 
 
-CONTACT = PartnerContact(
-    partner_id="acme-consulting",
-    partner_name="Acme",
-    contact_name="A",
-    contact_email="a@acme.example",
-    region="emea",
-)
-NOW = datetime(2026, 11, 25, 10, tzinfo=UTC)
+NOW = RECEIVED_AT + timedelta(hours=1)
 
 
 @pytest.mark.parametrize("state", ["New", "Evaluating", "Negotiating"])
@@ -135,12 +115,13 @@ NOW = datetime(2026, 11, 25, 10, tzinfo=UTC)
 def test_any_action_payload_is_taken_or_refused_and_never_corrupts(
     state: str, action: str, argument: Any
 ) -> None:
-    referral = Referral(make_rfi(received_at="2026-11-25T09:00:00Z"), "acme-consulting")
-    referral.start(CONTACT, NOW)
+    referral = Referral(make_rfi(), "acme-consulting")
+    referral.start(ACME_BERLIN, NOW)
     if state != "New":
-        referral.act("interested", None, NOW)
+        act(referral, "interested", None, NOW)
     if state == "Negotiating":
-        referral.act(
+        act(
+            referral,
             "accept",
             {"estimated_deal_value": 5, "currency": "EUR", "estimated_close_date": "2027-01-01"},
             NOW,
@@ -148,7 +129,7 @@ def test_any_action_payload_is_taken_or_refused_and_never_corrupts(
     before = referral.view()
     refusal: ActionRejected | None = None
     try:
-        referral.act(str(action), argument, NOW + timedelta(hours=1))
+        act(referral, str(action), argument, NOW + timedelta(hours=1))
     except ActionRejected as rejected:
         refusal = rejected
     after = referral.view()

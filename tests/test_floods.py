@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +27,13 @@ from activities.mailers import OutboxMailer
 from activities.rendering import RenderedEmail
 from starter import referrals
 from starter.settings import Settings
-from tests.factories import SAMPLES, make_rfi
+from tests.factories import SAMPLES, fresh_rfi
+from tests.servers import start_referral
 from worker import build_worker
 from workflows import RESPOND_BY_KEY
 from workflows.lifecycle import Referral
 from workflows.models import (
     EmailOutcome,
-    ReferralInput,
-    Rfi,
     Status,
     StatusView,
     legacy_referral_workflow_id,
@@ -63,17 +62,6 @@ class BrokenThenFixedMailer(OutboxMailer):
             raise RuntimeError("mail relay down")
         self.delivered.append(email_id)
         return super().send(email_id, to, message)
-
-
-def fresh_rfi() -> Rfi:
-    return make_rfi(received_at=datetime.now(UTC).isoformat())
-
-
-async def start(client: Client, queue: str, rfi: Rfi) -> WorkflowHandle[Any, StatusView]:
-    referral = ReferralInput(rfi=rfi, partner_id=PARTNER)
-    return await client.start_workflow(
-        ReferralWorkflow.run, referral, id=referral.workflow_id, task_queue=queue
-    )
 
 
 async def runs_of(client: Client, workflow_id: str) -> list[History]:
@@ -122,7 +110,7 @@ async def test_huge_refused_signals_never_take_a_run_near_the_size_limit(
     mailer.fix()
     client = dev_env.client
     rfi = fresh_rfi()
-    handle = await start(client, queue, rfi)
+    handle = await start_referral(client, queue, rfi)
     huge = {"reason": "x" * int(1.9 * MB)}  # refused: decline is not allowed while New
     for _ in range(28):  # 53 MB in 20 s: this used to get the referral terminated
         await handle.signal("decline", huge)
@@ -150,7 +138,7 @@ async def test_a_flood_of_signals_continues_as_new_carrying_the_unsent_lead(
 ) -> None:
     client = dev_env.client
     rfi = fresh_rfi()
-    handle = await start(client, queue, rfi)
+    handle = await start_referral(client, queue, rfi)
     flood = MAX_MESSAGES_PER_RUN + 200
     for first in range(0, flood, 50):  # the lead keeps failing all the while
         await asyncio.gather(
@@ -200,7 +188,7 @@ async def test_an_update_while_the_directory_is_down_is_refused_after_ten_second
     ):
         await asyncio.to_thread(directory.write_text, "{ half a file")
         rfi = fresh_rfi()
-        handle = await start(dev_env.client, name, rfi)
+        handle = await start_referral(dev_env.client, name, rfi)
         started = time.monotonic()
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update("interested", {}, result_type=StatusView)
@@ -221,8 +209,8 @@ async def test_ids_that_the_old_scheme_made_collide_are_two_referrals(
     client = dev_env.client
     suffix = uuid.uuid4().hex[:8]
     # (c1-acme, consulting) and (c1, acme-consulting) were both referral-c1-acme-consulting.
-    first = make_rfi(id=f"c{suffix}-acme", received_at=datetime.now(UTC).isoformat())
-    second = make_rfi(id=f"c{suffix}", received_at=datetime.now(UTC).isoformat())
+    first = fresh_rfi(id=f"c{suffix}-acme")
+    second = fresh_rfi(id=f"c{suffix}")
     one = await referrals.submit(client, first, ["consulting"], task_queue=queue)
     two = await referrals.submit(client, second, [PARTNER], task_queue=queue)
     assert one.started
@@ -266,14 +254,14 @@ async def test_runs_under_the_earlier_id_are_found_for_their_own_pair_only(
 ) -> None:
     client = dev_env.client
     suffix = uuid.uuid4().hex[:8]
-    rfi = make_rfi(id=f"c{suffix}", received_at=datetime.now(UTC).isoformat())
+    rfi = fresh_rfi(id=f"c{suffix}")
     referral = Referral(rfi, PARTNER, legacy_referral_workflow_id(rfi.id, PARTNER))
     queue = f"earlier-{uuid.uuid4()}"
     async with Worker(client, task_queue=queue, workflows=[EarlierReferral]):
         await client.start_workflow(
             EarlierReferral.run,
             referral.view(),
-            id=referral.referral_id,
+            id=referral.workflow_id,
             task_queue=queue,
             search_attributes=start_attributes(referral),
         )

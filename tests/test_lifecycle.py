@@ -2,7 +2,7 @@
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,7 +19,7 @@ from hypothesis.stateful import (
 from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
 
-from tests.factories import RECEIVED_AT, make_rfi
+from tests.factories import ACCEPT, ACME_BERLIN, RECEIVED_AT, act, make_rfi, reach, started
 from workflows.lifecycle import (
     DEADLINES,
     TRANSITIONS,
@@ -28,27 +28,18 @@ from workflows.lifecycle import (
     allowed_actions,
 )
 from workflows.models import (
+    AcceptPayload,
     Action,
     DeadlineKind,
     EmailKind,
     EmailOutcome,
     EmailRecord,
     EmailRequest,
-    PartnerContact,
-    Rfi,
+    ReasonPayload,
     Status,
 )
-from workflows.payloads import decode_action_argument
 
-PARTNER = PartnerContact(
-    partner_id="acme",
-    partner_name="Acme Consulting",
-    contact_name="Jonas Weber",
-    contact_email="berlin@acme-consulting.example",
-    region="emea",
-    location="Berlin",
-)
-PARTNER_EMAIL = "berlin@acme-consulting.example"
+PARTNER_EMAIL = ACME_BERLIN.contact_email
 CUSTOMER_EMAIL = "maria.lopez@lopez-logistics.example"
 T0 = RECEIVED_AT  # make_rfi's received_at
 HOUR = timedelta(hours=1)
@@ -56,52 +47,30 @@ DAY = timedelta(days=1)
 RESPOND_DUE = T0 + 72 * HOUR
 REMIND_AT = T0 + 24 * HOUR
 
-ACCEPT: dict[str, Any] = {
-    "estimated_deal_value": "25000.00",
-    "currency": "EUR",
-    "estimated_close_date": "2027-03-31",
-}
 ACTION_NAMES = [str(action) for action in Action]
 CLOSED = [Status.WON, Status.LOST, Status.SKIPPED, Status.MISSED, Status.DECLINED, Status.EXPIRED]
 REROUTE = {Status.SKIPPED, Status.MISSED, Status.DECLINED, Status.EXPIRED}
 
-# How to reach each status from a fresh referral; "@deadline" fires the running deadline.
-PATHS: dict[Status, list[tuple[str, Any]]] = {
-    Status.NEW: [],
-    Status.EVALUATING: [("interested", None)],
-    Status.NEGOTIATING: [("interested", None), ("accept", ACCEPT)],
-    Status.WON: [("interested", None), ("accept", ACCEPT), ("won", None)],
-    Status.LOST: [("interested", None), ("accept", ACCEPT), ("lost", None)],
-    Status.SKIPPED: [("no_thanks", None)],
-    Status.MISSED: [("@deadline", None)],
-    Status.DECLINED: [("interested", None), ("decline", None)],
-    Status.EXPIRED: [("interested", None), ("@deadline", None)],
+
+# The contract, written out: the tests hold the lifecycle to these tables, never to its own.
+EXPECTED_TRANSITIONS = {
+    (Status.NEW, Action.INTERESTED): Status.EVALUATING,
+    (Status.NEW, Action.NO_THANKS): Status.SKIPPED,
+    (Status.EVALUATING, Action.ACCEPT): Status.NEGOTIATING,
+    (Status.EVALUATING, Action.DECLINE): Status.DECLINED,
+    (Status.NEGOTIATING, Action.WON): Status.WON,
+    (Status.NEGOTIATING, Action.LOST): Status.LOST,
 }
-
-
-def started(
-    rfi: Rfi | None = None, at: datetime | None = None
-) -> tuple[Referral, list[EmailRequest]]:
-    rfi = rfi or make_rfi()
-    referral = Referral(rfi, "acme")
-    return referral, referral.start(PARTNER, rfi.received_at if at is None else at)
-
-
-def reach(status: Status, rfi: Rfi | None = None) -> Referral:
-    """A started referral driven to ``status``, one step per hour from received_at."""
-    referral, _ = started(rfi)
-    now = referral.rfi.received_at
-    for name, payload in PATHS[status]:
-        now += HOUR
-        if name == "@deadline":
-            deadline = referral.deadline
-            assert deadline is not None
-            now = deadline.due_at
-            referral.fire_due(now)
-        else:
-            referral.act(name, payload, now)
-    assert referral.status is status
-    return referral
+EXPECTED_DEADLINES = {
+    Status.NEW: (DeadlineKind.RESPOND, Status.MISSED),
+    Status.EVALUATING: (DeadlineKind.DECIDE, Status.EXPIRED),
+}
+EXPECTED_ALLOWED = {
+    Status.NEW: ["interested", "no_thanks"],
+    Status.EVALUATING: ["accept", "decline"],
+    Status.NEGOTIATING: ["won", "lost"],
+    **{status: [] for status in CLOSED},
+}
 
 
 def kinds(emails: Sequence[EmailRequest | EmailRecord]) -> list[EmailKind]:
@@ -116,28 +85,13 @@ def json_payload(data: bytes) -> RawValue:
 
 
 def test_transition_and_deadline_tables_are_the_contract() -> None:
-    assert dict(TRANSITIONS) == {
-        (Status.NEW, Action.INTERESTED): Status.EVALUATING,
-        (Status.NEW, Action.NO_THANKS): Status.SKIPPED,
-        (Status.EVALUATING, Action.ACCEPT): Status.NEGOTIATING,
-        (Status.EVALUATING, Action.DECLINE): Status.DECLINED,
-        (Status.NEGOTIATING, Action.WON): Status.WON,
-        (Status.NEGOTIATING, Action.LOST): Status.LOST,
-    }
-    assert dict(DEADLINES) == {
-        Status.NEW: (DeadlineKind.RESPOND, Status.MISSED),
-        Status.EVALUATING: (DeadlineKind.DECIDE, Status.EXPIRED),
-    }
+    assert dict(TRANSITIONS) == EXPECTED_TRANSITIONS
+    assert dict(DEADLINES) == EXPECTED_DEADLINES
 
 
 @pytest.mark.parametrize(
     ("status", "expected"),
-    [
-        (Status.NEW, ["interested", "no_thanks"]),
-        (Status.EVALUATING, ["accept", "decline"]),
-        (Status.NEGOTIATING, ["won", "lost"]),
-        *[(status, []) for status in CLOSED],
-    ],
+    EXPECTED_ALLOWED.items(),
 )
 def test_allowed_actions(status: Status, expected: list[str]) -> None:
     assert [str(action) for action in allowed_actions(status)] == expected
@@ -156,10 +110,10 @@ def test_start_sends_the_lead_to_the_partner() -> None:
     lead = emails[0]
     assert lead.kind is EmailKind.LEAD
     assert lead.to == PARTNER_EMAIL
-    assert lead.id == f"referral:{rfi.id}:acme.1-lead"
+    assert lead.id == f"referral:{rfi.id}:acme-consulting.1-lead"
     assert lead.status is Status.NEW
     assert lead.due_at == RESPOND_DUE
-    assert lead.partner == PARTNER
+    assert lead.partner == ACME_BERLIN
     assert lead.rfi == rfi
     assert [(e.id, e.kind, e.to, e.outcome) for e in referral.view().emails] == [
         (lead.id, EmailKind.LEAD, PARTNER_EMAIL, EmailOutcome.PENDING)
@@ -209,7 +163,7 @@ def test_transition_row(
     seq = len(referral.transitions) + 1
     now = T0 + 10 * HOUR
 
-    emails = referral.act(action, payload, now)
+    emails = act(referral, action, payload, now)
 
     assert referral.status is target
     assert len(referral.transitions) == seq
@@ -241,21 +195,21 @@ def test_transition_row(
 
 
 def test_rows_cover_the_whole_table() -> None:
-    assert {(source, Action(action)) for source, action, *_ in ROWS} == set(TRANSITIONS)
+    assert {(source, Action(action)) for source, action, *_ in ROWS} == set(EXPECTED_TRANSITIONS)
 
 
 @pytest.mark.parametrize("action", ["interested", "no_thanks", "decline", "lost", "won"])
 def test_none_payload_is_accepted(action: str) -> None:
-    source = next(state for (state, name) in TRANSITIONS if name == action)
+    source = next(state for (state, name) in EXPECTED_TRANSITIONS if name == action)
     referral = reach(source)
-    referral.act(action, None, T0 + 10 * HOUR)
-    assert referral.status is TRANSITIONS[(source, Action(action))]
+    act(referral, action, None, T0 + 10 * HOUR)
+    assert referral.status is EXPECTED_TRANSITIONS[(source, Action(action))]
     assert referral.transitions[-1].reason is None
 
 
 def test_reason_is_stripped_of_surrounding_whitespace() -> None:
     referral, _ = started()
-    emails = referral.act("no_thanks", {"reason": "  Fully booked \n"}, T0 + HOUR)
+    emails = act(referral, "no_thanks", {"reason": "  Fully booked \n"}, T0 + HOUR)
     assert referral.transitions[-1].reason == "Fully booked"
     assert "Fully booked" not in emails[0].model_dump_json()
 
@@ -307,7 +261,7 @@ def test_no_reminder_when_first_processed_after_the_respond_deadline() -> None:
 def test_decide_deadline_expires(late: timedelta) -> None:
     referral, _ = started()
     entered = T0 + 5 * HOUR
-    referral.act("interested", None, entered)
+    act(referral, "interested", None, entered)
     due = entered + 7 * DAY
     assert referral.deadline is not None
     assert referral.deadline.kind is DeadlineKind.DECIDE
@@ -330,7 +284,7 @@ def test_decide_deadline_expires(late: timedelta) -> None:
 
 def test_action_processed_before_the_deadline_wins() -> None:
     referral, _ = started()
-    referral.act("interested", None, RESPOND_DUE - timedelta(seconds=1))
+    act(referral, "interested", None, RESPOND_DUE - timedelta(seconds=1))
     assert referral.fire_due(RESPOND_DUE) == []
     assert referral.status is Status.EVALUATING
 
@@ -357,7 +311,7 @@ def test_custom_respond_and_remind_deadlines() -> None:
 def test_custom_decide_deadline() -> None:
     referral, _ = started(make_rfi(deadlines=CUSTOM))
     entered = T0 + timedelta(minutes=30)
-    emails = referral.act("interested", None, entered)
+    emails = act(referral, "interested", None, entered)
     assert emails[0].due_at == entered + DAY
     assert referral.next_wakeup() == entered + DAY
     assert referral.fire_due(entered + DAY - timedelta(seconds=1)) == []
@@ -406,7 +360,7 @@ def test_no_reminder_when_started_at_or_after_the_reminder_time(start_after: tim
 @pytest.mark.parametrize("answer", ["interested", "no_thanks"])
 def test_no_reminder_after_the_partner_answered(answer: str) -> None:
     referral, _ = started()
-    referral.act(answer, None, T0 + HOUR)
+    act(referral, answer, None, T0 + HOUR)
     assert EmailKind.REMINDER not in kinds(referral.fire_due(REMIND_AT))
     assert EmailKind.REMINDER not in kinds(referral.fire_due(REMIND_AT + 30 * DAY))
     assert EmailKind.REMINDER not in kinds(referral.view().emails)
@@ -445,7 +399,7 @@ def test_next_wakeup_reminder_then_deadline() -> None:
 
 def test_next_wakeup_while_evaluating_is_the_decide_deadline() -> None:
     referral, _ = started()
-    referral.act("interested", None, T0 + 3 * HOUR)
+    act(referral, "interested", None, T0 + 3 * HOUR)
     assert referral.next_wakeup() == T0 + 3 * HOUR + 7 * DAY
 
 
@@ -463,7 +417,7 @@ def test_no_wakeup_without_a_deadline(status: Status) -> None:
 def test_unknown_action_is_rejected() -> None:
     referral, _ = started()
     with pytest.raises(ActionRejected) as caught:
-        referral.act("maybe", None, T0 + HOUR)
+        act(referral, "maybe", None, T0 + HOUR)
     assert caught.value.action == "maybe"
     assert caught.value.status is Status.NEW
     assert caught.value.reason == "unknown action"
@@ -486,7 +440,7 @@ def test_action_not_allowed_in_state(status: Status, action: str, allowed: list[
     referral = reach(status)
     transitions = list(referral.transitions)
     with pytest.raises(ActionRejected) as caught:
-        referral.act(action, ACCEPT if action == "accept" else None, T0 + 10 * HOUR)
+        act(referral, action, ACCEPT if action == "accept" else None, T0 + 10 * HOUR)
     message = str(caught.value)
     assert str(status) in message
     assert ", ".join(allowed) in message
@@ -506,7 +460,7 @@ def test_any_action_on_a_closed_referral_is_rejected(status: Status, action: str
     before = referral.view()
     payload = ACCEPT if action == "accept" else None
     with pytest.raises(ActionRejected) as caught:
-        referral.act(action, payload, T0 + 20 * DAY)
+        act(referral, action, payload, T0 + 20 * DAY)
     assert "closed" in caught.value.reason
     assert caught.value.details()["allowed_actions"] == []
     assert "none, the referral is closed" in str(caught.value)
@@ -516,9 +470,14 @@ def test_any_action_on_a_closed_referral_is_rejected(status: Status, action: str
 def test_validate_does_not_change_the_referral() -> None:
     referral, _ = started()
     before = referral.view()
-    payload = referral.validate("no_thanks", {"reason": "Busy"}, T0 + HOUR)
-    assert payload.model_dump() == {"reason": "Busy"}
+    referral.validate(Action.NO_THANKS, ReasonPayload(reason="Busy"), T0 + HOUR)
     assert referral.view() == before
+    past = AcceptPayload.model_validate({**ACCEPT, "estimated_close_date": "2020-01-01"})
+    act(referral, "interested", None, T0 + HOUR)
+    evaluating = referral.view()
+    with pytest.raises(ActionRejected, match="estimated_close_date is in the past"):
+        referral.validate(Action.ACCEPT, past, T0 + 2 * HOUR)
+    assert referral.view() == evaluating
 
 
 BAD_ACCEPT = [
@@ -546,7 +505,7 @@ def test_bad_accept_payload_is_rejected(payload: Any) -> None:
     referral = reach(Status.EVALUATING)
     first_response = referral.first_response_at
     with pytest.raises(ActionRejected) as caught:
-        referral.act("accept", payload, T0 + 2 * DAY)
+        act(referral, "accept", payload, T0 + 2 * DAY)
     assert caught.value.reason.startswith("invalid payload")
     assert caught.value.details()["allowed_actions"] == ["accept", "decline"]
     assert referral.status is Status.EVALUATING
@@ -555,34 +514,12 @@ def test_bad_accept_payload_is_rejected(payload: Any) -> None:
     assert referral.first_response_at == first_response
 
 
-@pytest.mark.parametrize(
-    ("payload", "field"),
-    [
-        ({**ACCEPT, "currency": "XXQ"}, "currency"),
-        ({"currency": "EUR", "estimated_close_date": "2027-03-31"}, "estimated_deal_value"),
-        ({**ACCEPT, "estimated_close_date": "01/02/2027"}, "estimated_close_date"),
-    ],
-)
-def test_payload_rejection_names_the_field(payload: dict[str, Any], field: str) -> None:
-    referral = reach(Status.EVALUATING)
-    with pytest.raises(ActionRejected) as caught:
-        referral.act("accept", payload, T0 + 2 * DAY)
-    assert field in caught.value.reason
-
-
-@pytest.mark.parametrize("close_date", ["01/02/2027", "2027-3-31", 4102444800, 20270331])
-def test_close_date_must_be_written_yyyy_mm_dd(close_date: Any) -> None:
-    referral = reach(Status.EVALUATING)
-    with pytest.raises(ActionRejected, match="expected a date as YYYY-MM-DD"):
-        referral.act("accept", {**ACCEPT, "estimated_close_date": close_date}, T0 + 2 * DAY)
-
-
 def test_close_date_is_judged_against_now() -> None:
     now = datetime(2027, 6, 1, 12, 0, tzinfo=UTC)
     referral = reach(Status.EVALUATING)
     with pytest.raises(ActionRejected, match="estimated_close_date is in the past"):
-        referral.act("accept", {**ACCEPT, "estimated_close_date": "2027-05-31"}, now)
-    referral.act("accept", {**ACCEPT, "estimated_close_date": "2027-06-01"}, now)
+        act(referral, "accept", {**ACCEPT, "estimated_close_date": "2027-05-31"}, now)
+    act(referral, "accept", {**ACCEPT, "estimated_close_date": "2027-06-01"}, now)
     assert referral.status is Status.NEGOTIATING
 
 
@@ -595,8 +532,8 @@ def test_a_close_date_more_than_ten_years_ahead_is_a_typo(today: str, latest: st
     referral = reach(Status.EVALUATING)
     too_late = (datetime.fromisoformat(latest) + DAY).date().isoformat()
     with pytest.raises(ActionRejected, match="more than 10 years ahead"):
-        referral.act("accept", {**ACCEPT, "estimated_close_date": too_late}, now)
-    referral.act("accept", {**ACCEPT, "estimated_close_date": latest}, now)
+        act(referral, "accept", {**ACCEPT, "estimated_close_date": too_late}, now)
+    act(referral, "accept", {**ACCEPT, "estimated_close_date": latest}, now)
     assert referral.status is Status.NEGOTIATING
 
 
@@ -626,17 +563,9 @@ def test_a_partner_never_interested_never_sees_the_customer_contact(status: Stat
 def test_bad_payload_for_new_actions_is_rejected(action: str, payload: Any) -> None:
     referral, _ = started()
     with pytest.raises(ActionRejected, match="invalid payload"):
-        referral.act(action, payload, T0 + HOUR)
+        act(referral, action, payload, T0 + HOUR)
     assert referral.status is Status.NEW
     assert referral.first_response_at is None
-
-
-@pytest.mark.parametrize("final", [0, "-1", "abc"])
-def test_bad_won_payload_is_rejected(final: Any) -> None:
-    referral = reach(Status.NEGOTIATING)
-    with pytest.raises(ActionRejected, match="final_deal_value"):
-        referral.act("won", {"final_deal_value": final}, T0 + DAY)
-    assert referral.status is Status.NEGOTIATING
 
 
 def test_reject_records_the_refused_action() -> None:
@@ -650,71 +579,20 @@ def test_reject_records_the_refused_action() -> None:
     assert rejected.reason == "not allowed while New"
 
 
-# --- Money ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (Decimal("1234567.8901"), "1234567.8901"),
-        ("1234567.89", "1234567.89"),
-        ("0.0001", "0.0001"),
-        (25000, "25000"),
-    ],
-)
-def test_deal_value_kept_exact(value: Any, expected: str) -> None:
-    referral = reach(Status.EVALUATING)
-    referral.act("accept", {**ACCEPT, "estimated_deal_value": value}, T0 + DAY)
-    deal = referral.view().deal
-    assert deal is not None
-    assert deal.estimated_deal_value == Decimal(expected)
-    assert str(deal.estimated_deal_value) == expected
-    assert referral.view().model_dump(mode="json")["deal"]["estimated_deal_value"] == expected
-
-
-def test_decoded_json_numbers_keep_money_exact() -> None:
-    referral = reach(Status.EVALUATING)
-    accept = decode_action_argument(
-        [
-            json_payload(
-                b'{"estimated_deal_value": 12345678901234.5678, "currency": "USD",'
-                b' "estimated_close_date": "2027-03-31"}'
-            )
-        ]
-    )
-    referral.act("accept", accept, T0 + DAY)
-    won = decode_action_argument([json_payload(b'{"final_deal_value": 1234.56}')])
-    referral.act("won", won, T0 + 2 * DAY)
-
-    dumped = referral.view().model_dump(mode="json")["deal"]
-    assert dumped == {
-        "estimated_deal_value": "12345678901234.5678",
-        "currency": "USD",
-        "estimated_close_date": "2027-03-31",
-        "final_deal_value": "1234.56",
-    }
-
-
-def test_too_many_decimal_places_are_rejected_not_rounded() -> None:
-    referral = reach(Status.EVALUATING)
-    with pytest.raises(ActionRejected, match="estimated_deal_value"):
-        referral.act("accept", {**ACCEPT, "estimated_deal_value": "1.00001"}, T0 + DAY)
-
-
 # --- What the view shows -------------------------------------------------------------------
 
 
 def test_first_response_at_is_set_by_the_first_accepted_action_only() -> None:
     referral, _ = started()
     with pytest.raises(ActionRejected):
-        referral.act("accept", ACCEPT, T0 + HOUR)
+        act(referral, "accept", ACCEPT, T0 + HOUR)
     with pytest.raises(ActionRejected):
-        referral.act("maybe", None, T0 + HOUR)
+        act(referral, "maybe", None, T0 + HOUR)
     referral.fire_due(REMIND_AT)
     assert referral.view().first_response_at is None
 
-    referral.act("interested", None, T0 + 30 * HOUR)
-    referral.act("accept", ACCEPT, T0 + 40 * HOUR)
+    act(referral, "interested", None, T0 + 30 * HOUR)
+    act(referral, "accept", ACCEPT, T0 + 40 * HOUR)
     assert referral.view().first_response_at == T0 + 30 * HOUR
 
 
@@ -754,17 +632,10 @@ def test_customer_never_shown_to_a_partner_that_was_not_interested(status: Statu
     assert referral.view().customer is None
 
 
-def test_money_is_written_as_plain_decimal_text() -> None:
-    referral = reach(Status.EVALUATING)
-    referral.act("accept", {**ACCEPT, "estimated_deal_value": Decimal("2.5E+4")}, T0 + DAY)
-    deal = referral.view().model_dump(mode="json")["deal"]
-    assert deal["estimated_deal_value"] == "25000"
-
-
 def test_deal_absent_before_accept_then_final_value_set_by_won() -> None:
     referral = reach(Status.EVALUATING)
     assert referral.view().deal is None
-    referral.act("accept", ACCEPT, T0 + DAY)
+    act(referral, "accept", ACCEPT, T0 + DAY)
     deal = referral.view().deal
     assert deal is not None
     assert deal.estimated_deal_value == Decimal("25000.00")
@@ -772,7 +643,7 @@ def test_deal_absent_before_accept_then_final_value_set_by_won() -> None:
     assert deal.estimated_close_date.isoformat() == "2027-03-31"
     assert deal.final_deal_value is None
 
-    referral.act("won", {"final_deal_value": "31000.50"}, T0 + 2 * DAY)
+    act(referral, "won", {"final_deal_value": "31000.50"}, T0 + 2 * DAY)
     deal = referral.view().deal
     assert deal is not None
     assert deal.final_deal_value == Decimal("31000.50")
@@ -782,7 +653,7 @@ def test_deal_absent_before_accept_then_final_value_set_by_won() -> None:
 @pytest.mark.parametrize("action", ["won", "lost"])
 def test_closing_without_final_value_keeps_the_estimate(action: str) -> None:
     referral = reach(Status.NEGOTIATING)
-    referral.act(action, None, T0 + DAY)
+    act(referral, action, None, T0 + DAY)
     deal = referral.view().deal
     assert deal is not None
     assert deal.estimated_deal_value == Decimal("25000.00")
@@ -809,110 +680,6 @@ def test_record_email_updates_only_the_named_email() -> None:
     assert referral.view().emails == [lead_now, details_now]
 
 
-def test_view_keys_are_the_contract() -> None:
-    referral = reach(Status.NEGOTIATING)
-    referral.reject("lost", T0 + DAY, "something")
-    view = referral.view().model_dump(mode="json")
-
-    assert set(view) == {
-        "rfi_id",
-        "partner_id",
-        "status",
-        "region",
-        "location",
-        "received_at",
-        "first_response_at",
-        "deadline",
-        "overview",
-        "customer",
-        "deal",
-        "transitions",
-        "rejected_actions",
-        "emails",
-    }
-    assert view["rfi_id"] == referral.rfi.id
-    assert view["partner_id"] == "acme"
-    assert view["status"] == "Negotiating"
-    assert (view["region"], view["location"]) == ("emea", "Berlin")
-    assert view["overview"] == {
-        "need": "Migrate our on-premise ERP to the cloud within six months",
-        "company_size": "200-500",
-        "region": "emea",
-        "location": "Berlin",
-    }
-    assert set(view["customer"]) == {"name", "company", "email", "phone"}
-    assert set(view["deal"]) == {
-        "estimated_deal_value",
-        "currency",
-        "estimated_close_date",
-        "final_deal_value",
-    }
-    for transition in view["transitions"]:
-        assert set(transition) == {
-            "seq",
-            "from",
-            "to",
-            "effective_at",
-            "processed_at",
-            "cause",
-            "reason",
-        }
-        assert set(transition["cause"]) == {"kind", "name"}
-    assert view["transitions"][0]["from"] == "New"
-    assert view["transitions"][0]["to"] == "Evaluating"
-    assert view["transitions"][0]["cause"] == {"kind": "action", "name": "interested"}
-    [rejected] = view["rejected_actions"]
-    assert set(rejected) == {"action", "at", "status", "reason"}
-    for email in view["emails"]:
-        assert set(email) == {"id", "kind", "to", "outcome", "error"}
-    assert [email["kind"] for email in view["emails"]] == ["lead", "details"]
-    assert view["emails"][0]["outcome"] == "pending"
-
-    assert "from_" not in referral.view().model_dump_json()
-    assert json.loads(referral.view().model_dump_json()) == view
-
-
-def test_deadline_in_view() -> None:
-    referral, _ = started()
-    assert referral.view().model_dump(mode="json")["deadline"] == {
-        "kind": "respond",
-        "due_at": "2026-11-28T09:00:00Z",
-    }
-    referral.act("interested", None, T0 + HOUR)
-    assert referral.view().model_dump(mode="json")["deadline"] == {
-        "kind": "decide",
-        "due_at": "2026-12-02T10:00:00Z",
-    }
-
-
-def test_times_are_written_in_utc_with_z() -> None:
-    plus_two = timezone(timedelta(hours=2))
-    rfi = make_rfi(received_at="2026-11-25T11:00:00+02:00")
-    referral, _ = started(rfi, at=datetime(2026, 11, 25, 12, 0, tzinfo=plus_two))
-    referral.act("interested", None, datetime(2026, 11, 25, 14, 30, tzinfo=plus_two))
-    referral.reject("won", datetime(2026, 11, 25, 15, 0, tzinfo=plus_two), "not allowed")
-    referral.fire_due(datetime(2026, 12, 2, 14, 30, tzinfo=plus_two))
-
-    view = referral.view().model_dump(mode="json")
-
-    assert view["received_at"] == "2026-11-25T09:00:00Z"
-    assert view["first_response_at"] == "2026-11-25T12:30:00Z"
-    interested, expired = view["transitions"]
-    assert interested["effective_at"] == "2026-11-25T12:30:00Z"
-    assert interested["processed_at"] == "2026-11-25T12:30:00Z"
-    assert expired["to"] == "Expired"
-    assert expired["effective_at"] == "2026-12-02T12:30:00Z"
-    assert expired["processed_at"] == "2026-12-02T12:30:00Z"
-    assert view["rejected_actions"][0]["at"] == "2026-11-25T13:00:00Z"
-
-
-def test_times_in_utc_with_z_while_new() -> None:
-    referral, _ = started(make_rfi(received_at="2026-11-25T11:00:00+02:00"))
-    view = referral.view().model_dump(mode="json")
-    assert view["received_at"] == "2026-11-25T09:00:00Z"
-    assert view["deadline"]["due_at"] == "2026-11-28T09:00:00Z"
-
-
 # --- Properties: random interleavings of actions, deadlines and time ------------------------
 
 DEADLINE_CONFIGS: list[dict[str, str] | None] = [
@@ -927,7 +694,7 @@ START_OFFSETS = st.one_of(
 VALID_PAYLOADS: dict[str, Any] = {
     "interested": None,
     "no_thanks": {"reason": "Busy"},
-    "accept": {**ACCEPT, "estimated_close_date": "2099-12-31"},
+    "accept": {**ACCEPT, "estimated_close_date": "2030-12-31"},  # within 10 years of any now
     "decline": None,
     "won": {"final_deal_value": "31000.50"},
     "lost": {"reason": "Budget cut"},
@@ -951,8 +718,8 @@ STEPS = st.one_of(
     st.sampled_from([timedelta(0), timedelta(seconds=1), HOUR, 24 * HOUR, 72 * HOUR, 7 * DAY]),
     st.integers(min_value=0, max_value=36 * 60).map(lambda minutes: timedelta(minutes=minutes)),
 )
-EDGES = {(source, target) for (source, _), target in TRANSITIONS.items()} | {
-    (source, target) for source, (_, target) in DEADLINES.items()
+EDGES = {(source, target) for (source, _), target in EXPECTED_TRANSITIONS.items()} | {
+    (source, target) for source, (_, target) in EXPECTED_DEADLINES.items()
 }
 
 
@@ -968,9 +735,9 @@ class LifecycleMachine(RuleBasedStateMachine):
     @initialize(config=st.sampled_from(DEADLINE_CONFIGS), offset=START_OFFSETS)
     def start(self, config: dict[str, str] | None, offset: timedelta) -> None:
         rfi = make_rfi() if config is None else make_rfi(deadlines=config)
-        self.referral = Referral(rfi, "acme")
+        self.referral = Referral(rfi, ACME_BERLIN.partner_id)
         self.now = rfi.received_at + offset
-        self.sent = self.referral.start(PARTNER, self.now)
+        self.sent = self.referral.start(ACME_BERLIN, self.now)
         self.missed_at_start = self.referral.status is Status.MISSED
 
     @rule(step=STEPS)
@@ -989,7 +756,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         status, before = referral.status, self.changeable()
         refusal: ActionRejected | None = None
         try:
-            emails = referral.act(name, payload, self.now)
+            emails = act(referral, name, payload, self.now)
         except ActionRejected as rejected:
             refusal = rejected
         if refusal is not None:
@@ -997,14 +764,14 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert self.changeable() == before, "a rejected action changed the referral"
             referral.reject(name, self.now, refusal.reason)
             return
-        assert (status, Action(name)) in TRANSITIONS
-        assert referral.status is TRANSITIONS[(status, Action(name))]
+        assert (status, Action(name)) in EXPECTED_TRANSITIONS
+        assert referral.status is EXPECTED_TRANSITIONS[(status, Action(name))]
         self.sent += emails
 
     @rule(pick=st.integers(min_value=0, max_value=1))
     def act_allowed(self, pick: int) -> None:
         """Mostly a move the machine takes, so that every state is reached."""
-        allowed = [str(action) for action in allowed_actions(self.referral.status)]
+        allowed = EXPECTED_ALLOWED[self.referral.status]
         name = allowed[pick] if allowed else ACTION_NAMES[pick]
         self.act(name, VALID_PAYLOADS[name])
 
@@ -1014,9 +781,16 @@ class LifecycleMachine(RuleBasedStateMachine):
         return view
 
     @invariant()
-    def status_is_one_of_nine(self) -> None:
-        assert len(Status) == 9
-        assert self.referral.status in set(Status)
+    def the_status_says_what_may_happen_next(self) -> None:
+        referral, status = self.referral, self.referral.status
+        assert [str(a) for a in allowed_actions(status)] == EXPECTED_ALLOWED[status]
+        assert referral.closed is (status in CLOSED)
+        deadline = referral.deadline
+        if status in EXPECTED_DEADLINES:
+            assert deadline is not None
+            assert deadline.kind is EXPECTED_DEADLINES[status][0]
+        else:
+            assert deadline is None
 
     @invariant()
     def transitions_form_a_consistent_chain(self) -> None:
@@ -1027,10 +801,10 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert t.from_ is current
             assert (t.from_, t.to) in EDGES
             if t.cause.kind == "action":
-                assert TRANSITIONS[(t.from_, Action(t.cause.name))] is t.to
+                assert EXPECTED_TRANSITIONS[(t.from_, Action(t.cause.name))] is t.to
                 assert t.effective_at == t.processed_at
             else:
-                assert DEADLINES[t.from_] == (DeadlineKind(t.cause.name), t.to)
+                assert EXPECTED_DEADLINES[t.from_] == (DeadlineKind(t.cause.name), t.to)
                 assert t.effective_at <= t.processed_at
             current = t.to
         assert current is self.referral.status
@@ -1104,7 +878,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert view.deadline is None
 
     def assert_all_invariants(self) -> None:
-        self.status_is_one_of_nine()
+        self.the_status_says_what_may_happen_next()
         self.transitions_form_a_consistent_chain()
         self.each_terminal_state_reached_at_most_once()
         self.closed_referral_never_changes_except_rejections()

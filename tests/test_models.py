@@ -1,7 +1,8 @@
-"""The wire models (workflow input, deadlines) and the decoding of raw action arguments."""
+"""The wire models (workflow input, deadlines, action payloads, the status view, money and
+times as JSON writes them) and the decoding of raw action arguments."""
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -11,9 +12,14 @@ from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
 from temporalio.converter import default
 
-from tests.factories import SAMPLES, make_rfi, rfi_data
-from workflows.models import Deadlines, ReferralInput, Rfi
-from workflows.payloads import decode_action_argument
+from tests.factories import ACCEPT, RECEIVED_AT, SAMPLES, act, make_rfi, reach, rfi_data, started
+from workflows.lifecycle import ActionRejected
+from workflows.models import Action, Deadlines, ReferralInput, Rfi, Status
+from workflows.payloads import InvalidAction, decode_action_argument, parse_action, parse_payload
+
+T0 = RECEIVED_AT  # make_rfi's received_at
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 
 # --- Rfi -----------------------------------------------------------------------------------
 
@@ -165,6 +171,207 @@ def test_referral_input_round_trips_through_json() -> None:
     dumped = referral.model_dump(mode="json")
     assert set(dumped) == {"rfi", "partner_id"}
     assert ReferralInput.model_validate_json(json.dumps(dumped)) == referral
+
+
+# --- Action payloads ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({**ACCEPT, "currency": "XXQ"}, "currency"),
+        ({"currency": "EUR", "estimated_close_date": "2027-03-31"}, "estimated_deal_value"),
+        ({**ACCEPT, "estimated_close_date": "01/02/2027"}, "estimated_close_date"),
+    ],
+)
+def test_payload_rejection_names_the_field(payload: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidAction) as caught:
+        parse_payload(Action.ACCEPT, payload)
+    assert str(caught.value).startswith(f"invalid payload: {field}: ")
+
+
+@pytest.mark.parametrize("close_date", ["01/02/2027", "2027-3-31", 4102444800, 20270331])
+def test_close_date_must_be_written_yyyy_mm_dd(close_date: Any) -> None:
+    with pytest.raises(InvalidAction, match="expected a date as YYYY-MM-DD"):
+        parse_payload(Action.ACCEPT, {**ACCEPT, "estimated_close_date": close_date})
+
+
+@pytest.mark.parametrize("final", [0, "-1", "abc"])
+def test_bad_won_payload_is_rejected(final: Any) -> None:
+    with pytest.raises(InvalidAction, match="final_deal_value") as caught:
+        parse_payload(Action.WON, {"final_deal_value": final})
+    assert str(caught.value).startswith("invalid payload: final_deal_value: ")
+
+
+def test_an_unknown_action_is_named_so() -> None:
+    with pytest.raises(InvalidAction, match=r"^unknown action$"):
+        parse_action("maybe")
+    assert parse_action("no_thanks") is Action.NO_THANKS
+
+
+# --- Money ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (Decimal("1234567.8901"), "1234567.8901"),
+        ("1234567.89", "1234567.89"),
+        ("0.0001", "0.0001"),
+        (25000, "25000"),
+    ],
+)
+def test_deal_value_kept_exact(value: Any, expected: str) -> None:
+    referral = reach(Status.EVALUATING)
+    act(referral, "accept", {**ACCEPT, "estimated_deal_value": value}, T0 + DAY)
+    deal = referral.view().deal
+    assert deal is not None
+    assert deal.estimated_deal_value == Decimal(expected)
+    assert str(deal.estimated_deal_value) == expected
+    assert referral.view().model_dump(mode="json")["deal"]["estimated_deal_value"] == expected
+
+
+def test_decoded_json_numbers_keep_money_exact() -> None:
+    referral = reach(Status.EVALUATING)
+    accept = decode_action_argument(
+        [
+            raw(
+                b'{"estimated_deal_value": 12345678901234.5678, "currency": "USD",'
+                b' "estimated_close_date": "2027-03-31"}'
+            )
+        ]
+    )
+    act(referral, "accept", accept, T0 + DAY)
+    won = decode_action_argument([raw(b'{"final_deal_value": 1234.56}')])
+    act(referral, "won", won, T0 + 2 * DAY)
+
+    dumped = referral.view().model_dump(mode="json")["deal"]
+    assert dumped == {
+        "estimated_deal_value": "12345678901234.5678",
+        "currency": "USD",
+        "estimated_close_date": "2027-03-31",
+        "final_deal_value": "1234.56",
+    }
+
+
+def test_too_many_decimal_places_are_rejected_not_rounded() -> None:
+    referral = reach(Status.EVALUATING)
+    with pytest.raises(ActionRejected, match="estimated_deal_value"):
+        act(referral, "accept", {**ACCEPT, "estimated_deal_value": "1.00001"}, T0 + DAY)
+
+
+def test_money_is_written_as_plain_decimal_text() -> None:
+    referral = reach(Status.EVALUATING)
+    act(referral, "accept", {**ACCEPT, "estimated_deal_value": Decimal("2.5E+4")}, T0 + DAY)
+    deal = referral.view().model_dump(mode="json")["deal"]
+    assert deal["estimated_deal_value"] == "25000"
+
+
+# --- The status view ----------------------------------------------------------------------
+
+
+def test_view_keys_are_the_contract() -> None:
+    referral = reach(Status.NEGOTIATING)
+    referral.reject("lost", T0 + DAY, "something")
+    view = referral.view().model_dump(mode="json")
+
+    assert set(view) == {
+        "rfi_id",
+        "partner_id",
+        "status",
+        "region",
+        "location",
+        "received_at",
+        "first_response_at",
+        "deadline",
+        "overview",
+        "customer",
+        "deal",
+        "transitions",
+        "rejected_actions",
+        "emails",
+    }
+    assert view["rfi_id"] == referral.rfi.id
+    assert view["partner_id"] == "acme-consulting"
+    assert view["status"] == "Negotiating"
+    assert (view["region"], view["location"]) == ("emea", "Berlin")
+    assert view["overview"] == {
+        "need": "Migrate our on-premise ERP to the cloud within six months",
+        "company_size": "200-500",
+        "region": "emea",
+        "location": "Berlin",
+    }
+    assert set(view["customer"]) == {"name", "company", "email", "phone"}
+    assert set(view["deal"]) == {
+        "estimated_deal_value",
+        "currency",
+        "estimated_close_date",
+        "final_deal_value",
+    }
+    for transition in view["transitions"]:
+        assert set(transition) == {
+            "seq",
+            "from",
+            "to",
+            "effective_at",
+            "processed_at",
+            "cause",
+            "reason",
+        }
+        assert set(transition["cause"]) == {"kind", "name"}
+    assert view["transitions"][0]["from"] == "New"
+    assert view["transitions"][0]["to"] == "Evaluating"
+    assert view["transitions"][0]["cause"] == {"kind": "action", "name": "interested"}
+    [rejected] = view["rejected_actions"]
+    assert set(rejected) == {"action", "at", "status", "reason"}
+    for email in view["emails"]:
+        assert set(email) == {"id", "kind", "to", "outcome", "error"}
+    assert [email["kind"] for email in view["emails"]] == ["lead", "details"]
+    assert view["emails"][0]["outcome"] == "pending"
+
+    assert "from_" not in referral.view().model_dump_json()
+    assert json.loads(referral.view().model_dump_json()) == view
+
+
+def test_deadline_in_view() -> None:
+    referral, _ = started()
+    assert referral.view().model_dump(mode="json")["deadline"] == {
+        "kind": "respond",
+        "due_at": "2026-11-28T09:00:00Z",
+    }
+    act(referral, "interested", None, T0 + HOUR)
+    assert referral.view().model_dump(mode="json")["deadline"] == {
+        "kind": "decide",
+        "due_at": "2026-12-02T10:00:00Z",
+    }
+
+
+def test_times_are_written_in_utc_with_z() -> None:
+    plus_two = timezone(timedelta(hours=2))
+    rfi = make_rfi(received_at="2026-11-25T11:00:00+02:00")
+    referral, _ = started(rfi, at=datetime(2026, 11, 25, 12, 0, tzinfo=plus_two))
+    act(referral, "interested", None, datetime(2026, 11, 25, 14, 30, tzinfo=plus_two))
+    referral.reject("won", datetime(2026, 11, 25, 15, 0, tzinfo=plus_two), "not allowed")
+    referral.fire_due(datetime(2026, 12, 2, 14, 30, tzinfo=plus_two))
+
+    view = referral.view().model_dump(mode="json")
+
+    assert view["received_at"] == "2026-11-25T09:00:00Z"
+    assert view["first_response_at"] == "2026-11-25T12:30:00Z"
+    interested, expired = view["transitions"]
+    assert interested["effective_at"] == "2026-11-25T12:30:00Z"
+    assert interested["processed_at"] == "2026-11-25T12:30:00Z"
+    assert expired["to"] == "Expired"
+    assert expired["effective_at"] == "2026-12-02T12:30:00Z"
+    assert expired["processed_at"] == "2026-12-02T12:30:00Z"
+    assert view["rejected_actions"][0]["at"] == "2026-11-25T13:00:00Z"
+
+
+def test_times_in_utc_with_z_while_new() -> None:
+    referral, _ = started(make_rfi(received_at="2026-11-25T11:00:00+02:00"))
+    view = referral.view().model_dump(mode="json")
+    assert view["received_at"] == "2026-11-25T09:00:00Z"
+    assert view["deadline"]["due_at"] == "2026-11-28T09:00:00Z"
 
 
 # --- decode_action_argument ----------------------------------------------------------------

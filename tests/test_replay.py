@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
+from temporalio.worker import WorkflowReplayResult
+from temporalio.workflow import NondeterminismError
 
-from worker import SANDBOX
+from tests.servers import replayer
 from workflows.models import legacy_referral_workflow_id, referral_workflow_id
-from workflows.referral import ReferralWorkflow
 
 # Every path of the lifecycle, recorded while workflow ids were `referral-{rfi_id}-{partner_id}`
 # (they replay under it), and a run whose text field held a number, as they could then.
@@ -49,14 +48,35 @@ def test_every_path_has_a_recorded_history() -> None:
     assert {h.stem for h in HISTORIES} >= EARLIER_IDS
 
 
+def recorded(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+async def replayed(path: Path, data: dict[str, Any]) -> WorkflowReplayResult:
+    """The replay of a history recorded in ``path`` (as ``data`` now has it): its failure
+    is returned, not raised."""
+    history = WorkflowHistory.from_json(workflow_id_of(path, data), data)
+    return await replayer().replay_workflow(history, raise_on_replay_failure=False)
+
+
 @pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
 async def test_recorded_history_replays(path: Path) -> None:
-    data = json.loads(path.read_text())  # noqa: ASYNC240
-    history = WorkflowHistory.from_json(workflow_id_of(path, data), data)
-    replayer = Replayer(
-        workflows=[ReferralWorkflow],
-        data_converter=pydantic_data_converter,
-        workflow_runner=SANDBOX,
+    result = await replayed(path, recorded(path))
+    assert result.replay_failure is None, result.replay_failure
+
+
+async def test_a_history_todays_workflow_would_not_write_fails_to_replay() -> None:
+    """The guard can fail: a recorded run whose first activity is one the workflow never
+    schedules there."""
+    path = HISTORIES[0]
+    data = recorded(path)
+    scheduled = next(
+        event["activityTaskScheduledEventAttributes"]
+        for event in data["events"]
+        if event["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"
     )
-    result = await replayer.replay_workflow(history)
-    assert result.replay_failure is None
+    scheduled["activityType"]["name"] = "send_fax"
+    result = await replayed(path, data)
+    assert isinstance(result.replay_failure, NondeterminismError)
+    assert "send_fax" in str(result.replay_failure)

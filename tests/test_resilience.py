@@ -26,12 +26,12 @@ from activities.directory import DirectoryFile
 from activities.mailers import SendGridMailer
 from starter.client import data_converter
 from starter.settings import Settings
-from tests.factories import SAMPLES, make_rfi
+from tests.factories import SAMPLES, received_now
+from tests.servers import SENDGRID_SEND_PATH, start_referral
 from worker import build_worker
-from workflows.models import EmailOutcome, ReferralInput, Rfi, Status, StatusView
+from workflows.models import EmailOutcome, Status, StatusView
 from workflows.referral import ReferralWorkflow
 
-PARTNER = "acme-consulting"
 CURRENT = ("2026-q1", os.urandom(32))
 RETIRED = ("2025-q4", os.urandom(32))
 
@@ -46,18 +46,6 @@ def client_with(env: WorkflowEnvironment, settings: Settings) -> Client:
     config = env.client.config()
     config["data_converter"] = data_converter(settings)
     return Client(**config)
-
-
-async def received_now(env: WorkflowEnvironment) -> Rfi:
-    return make_rfi(received_at=(await env.get_current_time()).isoformat())
-
-
-async def start(client: Client, queue: str, rfi: Rfi) -> str:
-    referral = ReferralInput(rfi=rfi, partner_id=PARTNER)
-    await client.start_workflow(
-        ReferralWorkflow.run, referral, id=referral.workflow_id, task_queue=queue
-    )
-    return referral.workflow_id
 
 
 @pytest.fixture
@@ -75,10 +63,10 @@ async def test_an_action_the_worker_cannot_decrypt_is_refused_and_the_deadline_s
     time_skipping_env: WorkflowEnvironment, settings: Settings, encrypted: tuple[Client, str]
 ) -> None:
     client, queue = encrypted
-    workflow_id = await start(client, queue, await received_now(time_skipping_env))
+    handle = await start_referral(client, queue, await received_now(time_skipping_env))
     # A backend that still encrypts with a key the worker retired (and reads its answers).
     retired = client_with(time_skipping_env, keyed(settings, RETIRED, CURRENT)).get_workflow_handle(
-        workflow_id
+        handle.id
     )
     await retired.signal("interested", {})
     with pytest.raises(WorkflowUpdateFailedError) as refused:
@@ -87,7 +75,6 @@ async def test_an_action_the_worker_cannot_decrypt_is_refused_and_the_deadline_s
     assert isinstance(cause, ApplicationError)
     assert cause.type == "ActionRejected"
 
-    handle = client.get_workflow_handle_for(ReferralWorkflow.run, workflow_id)
     view = await handle.query(ReferralWorkflow.status)
     assert view.status is Status.NEW
     [listed] = view.rejected_actions
@@ -105,9 +92,9 @@ async def test_an_input_the_worker_cannot_decrypt_fails_the_start_once_saying_so
 ) -> None:
     _, queue = encrypted
     retired = client_with(time_skipping_env, keyed(settings, RETIRED, CURRENT))
-    workflow_id = await start(retired, queue, await received_now(time_skipping_env))
+    handle = await start_referral(retired, queue, await received_now(time_skipping_env))
     with pytest.raises(WorkflowFailureError) as failure:
-        await retired.get_workflow_handle(workflow_id).result()
+        await handle.result()
     cause = failure.value.cause
     assert isinstance(cause, ApplicationError)
     assert cause.type == "InvalidInput"
@@ -142,8 +129,7 @@ async def test_a_directory_outage_starts_the_referral_late_or_fails_it_at_the_de
     ):
         # The directory breaks after the worker started.
         await asyncio.to_thread(directory.write_text, "{ half a file")
-        workflow_id = await start(env.client, queue, await received_now(env))
-        handle = env.client.get_workflow_handle_for(ReferralWorkflow.run, workflow_id)
+        handle = await start_referral(env.client, queue, await received_now(env))
         if back_after is None:
             await env.sleep(timedelta(hours=73))  # through every retry of the outage
             with pytest.raises(WorkflowFailureError) as failure:
@@ -161,7 +147,7 @@ async def test_a_directory_outage_starts_the_referral_late_or_fails_it_at_the_de
             # The reroute asks for suggestions, which this server cannot list (10 min).
             await env.sleep(timedelta(minutes=15))
             assert (await handle.result()).status is Status.SKIPPED
-        events = await history_events(env.client, workflow_id)
+        events = await history_events(env.client, handle.id)
     assert events < 2_000, events
     print(f"directory outage ({back_after or '72 h, never back'}): {events} history events")
 
@@ -190,14 +176,13 @@ async def test_a_provider_that_never_answers_in_time_gets_at_most_three_copies(
 ) -> None:
     env = time_skipping_env
     provider = SlowProvider(slow)
-    httpserver.expect_request("/v3/mail/send", method="POST").respond_with_handler(provider)
+    httpserver.expect_request(SENDGRID_SEND_PATH, method="POST").respond_with_handler(provider)
     mailer = SendGridMailer(
         "SG.test-key", "r@example.com", host=httpserver.url_for("").rstrip("/"), timeout_s=0.3
     )
     queue = f"referrals-test-{uuid.uuid4()}"
     async with build_worker(env.client, settings, executor, task_queue=queue, mailer=mailer):
-        workflow_id = await start(env.client, queue, await received_now(env))
-        handle = env.client.get_workflow_handle_for(ReferralWorkflow.run, workflow_id)
+        handle = await start_referral(env.client, queue, await received_now(env))
         await env.sleep(timedelta(hours=4))  # two long pauses after unknown outcomes, and more
         view = await handle.query(ReferralWorkflow.status)
         await handle.terminate("test finished")
@@ -234,8 +219,7 @@ async def test_actions_sent_while_the_directory_is_down_are_taken_in_order_once_
         env.client, settings, executor, task_queue=queue, directory=DirectoryFile(directory)
     ):
         await asyncio.to_thread(directory.write_text, "{ half a file")
-        workflow_id = await start(env.client, queue, await received_now(env))
-        handle = env.client.get_workflow_handle_for(ReferralWorkflow.run, workflow_id)
+        handle = await start_referral(env.client, queue, await received_now(env))
         await handle.signal("interested", {})
         await handle.signal("escalate", {})  # no such action: refused at once
         await handle.signal("accept", accept)

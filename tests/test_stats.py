@@ -10,7 +10,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -19,13 +20,13 @@ from archive.database import create_archive_engine, upgrade
 from archive.schema import ReferralRow
 from archive.stats import partner_stats, rank_by_responsiveness
 from archive.store import ArchiveStore
-from tests.factories import make_rfi
+from tests.factories import act, make_rfi
 from workflows.lifecycle import Referral
 from workflows.models import PartnerContact, StatusView
 
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 HOUR = 3600.0
-CLOSE = {"currency": "EUR", "estimated_close_date": "2026-03-01"}
+DEAL_TERMS = {"currency": "EUR", "estimated_close_date": "2026-03-01"}
 
 
 def contact(partner: str) -> PartnerContact:
@@ -51,9 +52,9 @@ def archived(
     referral.start(contact(partner), received)
     if wait is not None:
         at = received + wait
-        referral.act("interested", None, at)
+        act(referral, "interested", None, at)
         for action, payload in actions:
-            referral.act(action, payload, at)
+            act(referral, action, payload, at)
     store.record(referral.view())
 
 
@@ -94,15 +95,17 @@ def test_p90_is_the_nearest_rank_and_an_even_median_the_mean_of_the_middle_two(
 def test_money_is_summed_exactly_per_currency_and_outcomes_counted(store: ArchiveStore) -> None:
     day = timedelta(hours=2)
     for value in ("0.10", "0.20"):  # 0.30 exactly, not 0.30000000000000004
-        archived(store, "p", day, ("accept", {**CLOSE, "estimated_deal_value": value}))
+        archived(store, "p", day, ("accept", {**DEAL_TERMS, "estimated_deal_value": value}))
     archived(
         store,
         "p",
         day,
-        ("accept", {**CLOSE, "currency": "USD", "estimated_deal_value": "99"}),
+        ("accept", {**DEAL_TERMS, "currency": "USD", "estimated_deal_value": "99"}),
         ("won", {"final_deal_value": "1200.50"}),
     )
-    archived(store, "p", day, ("accept", {**CLOSE, "estimated_deal_value": "7"}), ("lost", None))
+    archived(
+        store, "p", day, ("accept", {**DEAL_TERMS, "estimated_deal_value": "7"}), ("lost", None)
+    )
     archived(store, "p", day, ("decline", {"reason": "busy"}))
     archived(store, "p", None)
     [stats] = partner_stats(store.engine)
@@ -143,7 +146,7 @@ WAITS_MS = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None)
+@hypothesis_settings(max_examples=40, deadline=None)
 @given(waits=st.lists(WAITS_MS, min_size=1, max_size=12), unanswered=st.integers(0, 3))
 def test_figures_match_their_definitions(
     sqlite_store: ArchiveStore, waits: list[int], unanswered: int

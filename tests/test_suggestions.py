@@ -1,7 +1,5 @@
 """Reroute suggestions: the pure ranking, the directory's coverage, and a real customer email."""
 
-import email
-import email.policy
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -16,15 +14,25 @@ from archive.database import create_archive_engine, upgrade
 from archive.stats import PartnerStats, rank_by_responsiveness
 from archive.store import ArchiveStore
 from starter.settings import Settings
-from tests.factories import SAMPLES, make_rfi
+from tests.emails import body, parse_eml
+from tests.factories import SAMPLES, act, make_rfi
 from tests.servers import running_worker
 from workflows.lifecycle import Referral
 from workflows.models import PartnerContact, ReferralInput, Rfi, Status, StatusView
 from workflows.referral import ReferralWorkflow
-from workflows.visibility import start_attributes
+from workflows.visibility import partners_of_rfi, start_attributes
 
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 HOUR = 3600.0
+# The contact samples/partners.json gives for initech in Berlin.
+INITECH_BERLIN = PartnerContact(
+    partner_id="initech",
+    partner_name="Initech Solutions",
+    contact_name="Lena Schulz",
+    contact_email="lena@initech.example",
+    region="emea",
+    location="Berlin",
+)
 
 
 def stats(partner: str, referrals: int, within_24h: float, median: float | None) -> PartnerStats:
@@ -86,16 +94,13 @@ def archive_history(store: ArchiveStore, partner: str, waits_h: list[float]) -> 
     for wait in waits_h:
         referral = Referral(make_rfi(received_at=T0.isoformat()), partner)
         referral.start(contact, T0)
-        referral.act("interested", None, T0 + timedelta(hours=wait))
+        act(referral, "interested", None, T0 + timedelta(hours=wait))
         store.record(referral.view())
 
 
 def reroute_text(outbox: Path, workflow_id: str) -> str:
     [path] = outbox.glob(f"{workflow_id}.*-reroute.eml")
-    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-    body = message.get_body(preferencelist=("plain",))
-    assert body is not None
-    return str(body.get_content())
+    return body(parse_eml(path), "plain")
 
 
 @pytest.fixture
@@ -165,3 +170,28 @@ async def test_with_no_candidate_left_the_email_says_so(
         assert (await handle.result()).status is Status.SKIPPED
     text = reroute_text(settings.outbox_dir, handle.id)
     assert "Every partner in the marketplace that serves your region already has your" in text
+
+
+async def test_a_partner_only_the_archive_remembers_for_the_rfi_is_not_suggested_again(
+    dev_env: WorkflowEnvironment,
+    settings: Settings,
+    executor: ThreadPoolExecutor,
+    store: ArchiveStore,
+) -> None:
+    client = dev_env.client
+    rfi = make_rfi(received_at=datetime.now(UTC).isoformat())  # emea, Berlin
+    # The RFI went to initech, which serves Berlin, and that referral ran and finished: its
+    # history is gone from Temporal (retention), only the archive still has it.
+    earlier = Referral(rfi, "initech")
+    earlier.start(INITECH_BERLIN, rfi.received_at)
+    act(earlier, "no_thanks", None, rfi.received_at + timedelta(minutes=5))
+    store.record(earlier.view())
+    assert store.partners_of_rfi(rfi.id) == {"initech"}
+    assert await partners_of_rfi(client, rfi.id) == set()
+    async with running_worker(client, settings, executor) as worker:
+        handle = await start(client, rfi, "acme-consulting", worker.task_queue)
+        await handle.signal("no_thanks")
+        assert (await handle.result()).status is Status.SKIPPED
+    text = reroute_text(settings.outbox_dir, handle.id)
+    assert "  - Globex Partners\n" in text
+    assert "Initech" not in text  # suggested were the archive not asked

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from activities.directory import Directory
-from tests.factories import ACME_BERLIN, make_rfi, rfi_data
+from tests.factories import ACME_BERLIN, act, make_rfi, rfi_data
 from workflows.lifecycle import ActionRejected, Referral
 from workflows.models import ContactLookup, PartnerContact, ReasonPayload, Rfi
 from workflows.payloads import parse_referral_input
@@ -87,7 +87,7 @@ def test_a_reason_with_a_control_character_is_refused(char: str, message: str) -
     referral = Referral(make_rfi(), "acme-consulting")
     referral.start(ACME_BERLIN, NOW)
     with pytest.raises(ActionRejected) as refused:
-        referral.act("no_thanks", {"reason": f"Fully{char}booked"}, NOW)
+        act(referral, "no_thanks", {"reason": f"Fully{char}booked"}, NOW)
     assert refused.value.reason == f"invalid payload: reason: {message}"
     assert referral.transitions == []
 
@@ -154,7 +154,7 @@ def test_an_internationalized_domain_is_kept_in_its_ascii_form() -> None:
     # The addresses the emails go to: the lead to the partner, the reroute to the customer.
     referral = Referral(rfi, "acme-consulting")
     [lead] = referral.start(partner, NOW)
-    [reroute] = referral.act("no_thanks", None, NOW)
+    [reroute] = act(referral, "no_thanks", None, NOW)
     assert (lead.to, reroute.to) == ("berlin@xn--acm-dma.example", rfi.customer.email)
     # Validating the stored form again changes nothing (activity inputs, query results).
     assert Rfi.model_validate(rfi.model_dump()) == rfi

@@ -15,7 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from starter import referrals
 from starter.settings import Settings
-from tests.factories import make_rfi
+from tests.factories import fresh_rfi
 from worker import build_worker
 from workflows.models import Rfi, Status, StatusView
 from workflows.referral import ReferralWorkflow
@@ -30,8 +30,13 @@ async def queue(
         yield name
 
 
-def fresh_rfi(**changes: Any) -> Rfi:
-    return make_rfi(received_at=datetime.now(UTC).isoformat(), **changes)
+async def submitted(
+    client: Client, queue: str, partner: str = "acme-consulting", **changes: Any
+) -> Rfi:
+    """A fresh RFI, submitted to ``partner`` as `referrals submit` does."""
+    rfi = fresh_rfi(**changes)
+    await referrals.submit(client, rfi, [partner], task_queue=queue)
+    return rfi
 
 
 async def rejection(client: Client, rfi: Rfi, partner: str, action: str, *args: Any) -> Any:
@@ -48,8 +53,7 @@ async def test_updates_return_the_new_view_or_a_typed_rejection(
     dev_env: WorkflowEnvironment, queue: str
 ) -> None:
     client = dev_env.client
-    rfi = fresh_rfi()
-    await referrals.submit(client, rfi, ["acme-consulting"], task_queue=queue)
+    rfi = await submitted(client, queue)
 
     wrong_state = await rejection(client, rfi, "acme-consulting", "accept", {})
     assert "New" in wrong_state.message
@@ -139,8 +143,7 @@ async def test_action_and_deadline_in_the_same_workflow_task_the_action_wins(
     client = dev_env.client
     name = f"referrals-race-{uuid.uuid4()}"
     async with build_worker(client, settings, executor, task_queue=name):
-        rfi = fresh_rfi(deadlines={"respond_within": "PT5S"})
-        await referrals.submit(client, rfi, ["acme-consulting"], task_queue=name)
+        rfi = await submitted(client, name, deadlines={"respond_within": "PT5S"})
         handle = client.get_workflow_handle_for(
             ReferralWorkflow.run, f"referral:{rfi.id}:acme-consulting"
         )
@@ -172,8 +175,7 @@ async def test_operators_see_status_and_deadline_follow_a_missed_referral(
     dev_env: WorkflowEnvironment, queue: str
 ) -> None:
     client = dev_env.client
-    rfi = fresh_rfi(deadlines={"respond_within": "PT2S"})
-    await referrals.submit(client, rfi, ["initech"], task_queue=queue)
+    rfi = await submitted(client, queue, "initech", deadlines={"respond_within": "PT2S"})
     handle = client.get_workflow_handle_for(ReferralWorkflow.run, f"referral:{rfi.id}:initech")
     assert (await handle.result()).status is Status.MISSED
     query = f"RfiId = '{rfi.id}' AND ReferralStatus = 'Missed' AND RespondBy IS NULL"
@@ -189,8 +191,7 @@ async def test_an_oversized_action_is_refused_before_it_reaches_temporal(
     dev_env: WorkflowEnvironment, queue: str
 ) -> None:
     client = dev_env.client
-    rfi = fresh_rfi()
-    await referrals.submit(client, rfi, ["acme-consulting"], task_queue=queue)
+    rfi = await submitted(client, queue)
     with pytest.raises(referrals.ReferralError, match="at most 65536"):
         await referrals.act(
             client, rfi.id, "acme-consulting", "no_thanks", {"reason": "x" * 3_000_000}

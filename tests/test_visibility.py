@@ -1,20 +1,17 @@
 """The search attributes operators see: set at start, then only what a transition changed."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from tests.factories import ACME_BERLIN, make_rfi
+from tests.factories import ACME_BERLIN, RECEIVED_AT, act, make_rfi
 from workflows import PARTNER_KEY, REGION_KEY, RESPOND_BY_KEY, RFI_KEY, STATUS_KEY
 from workflows.lifecycle import Referral
 from workflows.visibility import changed_attributes, start_attributes
 
-CONTACT = ACME_BERLIN
-RECEIVED = datetime(2026, 11, 25, 9, tzinfo=UTC)
-
 
 def new_referral() -> Referral:
-    return Referral(make_rfi(received_at=RECEIVED.isoformat()), "acme-consulting")
+    return Referral(make_rfi(received_at=RECEIVED_AT.isoformat()), "acme-consulting")
 
 
 def applied(current: TypedSearchAttributes, referral: Referral) -> TypedSearchAttributes:
@@ -39,8 +36,8 @@ def test_a_referral_starts_with_its_identity_status_and_respond_deadline() -> No
     assert attributes.get(PARTNER_KEY) == "acme-consulting"
     assert attributes.get(REGION_KEY) == referral.rfi.region
     assert attributes.get(STATUS_KEY) == "New"
-    assert attributes.get(RESPOND_BY_KEY) == RECEIVED + timedelta(hours=72)
-    referral.start(CONTACT, RECEIVED)
+    assert attributes.get(RESPOND_BY_KEY) == RECEIVED_AT + timedelta(hours=72)
+    referral.start(ACME_BERLIN, RECEIVED_AT)
     assert changed_attributes(referral, attributes) == []  # nothing to upsert after start
 
 
@@ -53,18 +50,19 @@ def test_a_bare_start_gets_every_attribute_from_the_workflow() -> None:
 def test_each_transition_upserts_what_it_changed_and_unsets_a_finished_deadline() -> None:
     referral = new_referral()
     current = start_attributes(referral)
-    referral.start(CONTACT, RECEIVED)
-    referral.act("interested", None, RECEIVED + timedelta(hours=1))
+    referral.start(ACME_BERLIN, RECEIVED_AT)
+    act(referral, "interested", None, RECEIVED_AT + timedelta(hours=1))
     changes = {u.key.name: u.value for u in changed_attributes(referral, current)}
     assert changes == {
         "ReferralStatus": "Evaluating",
-        "RespondBy": RECEIVED + timedelta(hours=1, days=7),
+        "RespondBy": RECEIVED_AT + timedelta(hours=1, days=7),
     }
     current = applied(current, referral)
-    referral.act(
+    act(
+        referral,
         "accept",
         {"estimated_deal_value": "1000", "currency": "EUR", "estimated_close_date": "2027-03-01"},
-        RECEIVED + timedelta(hours=2),
+        RECEIVED_AT + timedelta(hours=2),
     )
     changes = {u.key.name: u.value for u in changed_attributes(referral, current)}
     assert changes == {"ReferralStatus": "Negotiating", "RespondBy": None}

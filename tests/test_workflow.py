@@ -2,6 +2,7 @@
 
 import email
 import email.policy
+import json
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,30 +14,31 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 from temporalio.api.common.v1 import Payload
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
+from werkzeug import Request, Response
 
 from starter.settings import Settings
-from tests.factories import make_rfi, rfi_data
-from tests.servers import running_worker
-from workflows.models import (
-    ReferralInput,
-    Rfi,
-    Status,
-    StatusView,
-    legacy_referral_workflow_id,
+from tests.factories import make_rfi, received_now, rfi_data
+from tests.servers import (
+    SENDGRID_SEND_PATH,
+    ReferralHandle,
+    running_worker,
+    sendgrid_errors,
+    start_referral,
+    with_sendgrid,
 )
+from workflows.models import ReferralInput, Status, StatusView, legacy_referral_workflow_id
 from workflows.referral import ReferralWorkflow
 
 PARTNER = "acme-consulting"
 BERLIN_CONTACT = "berlin@acme-consulting.example"
-CUSTOMER = "maria.lopez@lopez-logistics.example"
+CUSTOMER_EMAIL = "maria.lopez@lopez-logistics.example"
 
 SECOND = timedelta(seconds=1)  # the time-skipping clock moves on by milliseconds per call
-Handle = WorkflowHandle[ReferralWorkflow, StatusView]
 
 
 @pytest.fixture
@@ -52,26 +54,24 @@ async def worker_queue(
         yield worker.task_queue
 
 
-async def received_now(env: WorkflowEnvironment, **changes: Any) -> Rfi:
-    return make_rfi(received_at=(await env.get_current_time()).isoformat(), **changes)
-
-
-async def start(client: Client, queue: str, rfi: Rfi, partner: str = PARTNER) -> Handle:
-    referral = ReferralInput(rfi=rfi, partner_id=partner)
-    return await client.start_workflow(
-        ReferralWorkflow.run, referral, id=referral.workflow_id, task_queue=queue
-    )
-
-
-async def status(handle: Handle) -> StatusView:
+async def status(handle: ReferralHandle) -> StatusView:
     return await handle.query(ReferralWorkflow.status)
 
 
-def kinds(view: StatusView) -> list[tuple[str, str, str]]:
+def email_outcomes(view: StatusView) -> list[tuple[str, str, str]]:
     return [(e.kind, e.to, e.outcome) for e in view.emails]
 
 
-def outbox(settings: Settings) -> list[email.message.EmailMessage]:
+async def failure_of(handle: WorkflowHandle[Any, Any]) -> ApplicationError:
+    """The error the run failed with (the test fails unless it failed with one)."""
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    cause = failure.value.cause
+    assert isinstance(cause, ApplicationError)
+    return cause
+
+
+def sent_messages(settings: Settings) -> list[email.message.EmailMessage]:
     files = sorted(Path(settings.outbox_dir).glob("*.eml"))
     return [email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in files]
 
@@ -86,7 +86,7 @@ async def test_interested_accept_won_records_the_deal_exactly(
     env: WorkflowEnvironment, worker_queue: str, settings: Settings
 ) -> None:
     rfi = await received_now(env)
-    handle = await start(env.client, worker_queue, rfi)
+    handle = await start_referral(env.client, worker_queue, rfi)
     await env.sleep(timedelta(hours=2))
     new = await status(handle)
     assert new.status is Status.NEW
@@ -124,10 +124,13 @@ async def test_interested_accept_won_records_the_deal_exactly(
         (Status.EVALUATING, Status.NEGOTIATING, "accept"),
         (Status.NEGOTIATING, Status.WON, "won"),
     ]
-    assert kinds(final) == [("lead", BERLIN_CONTACT, "sent"), ("details", BERLIN_CONTACT, "sent")]
-    lead, details = outbox(settings)
-    assert CUSTOMER not in text_of(lead)
-    assert CUSTOMER in text_of(details)
+    assert email_outcomes(final) == [
+        ("lead", BERLIN_CONTACT, "sent"),
+        ("details", BERLIN_CONTACT, "sent"),
+    ]
+    lead, details = sent_messages(settings)
+    assert CUSTOMER_EMAIL not in text_of(lead)
+    assert CUSTOMER_EMAIL in text_of(details)
     dumped = final.model_dump(mode="json")
     assert dumped["deal"]["estimated_deal_value"] == "125000.1"
     assert dumped["transitions"][0]["from"] == "New"
@@ -136,15 +139,18 @@ async def test_interested_accept_won_records_the_deal_exactly(
 async def test_no_thanks_skips_and_asks_the_customer_to_choose_again(
     env: WorkflowEnvironment, worker_queue: str, settings: Settings
 ) -> None:
-    handle = await start(env.client, worker_queue, await received_now(env))
+    handle = await start_referral(env.client, worker_queue, await received_now(env))
     await handle.signal("no_thanks", {"reason": "Fully booked until spring"})
     final = await handle.result()
     assert final.status is Status.SKIPPED
     assert final.transitions[-1].reason == "Fully booked until spring"
     assert final.customer is None  # never interested: the customer stays hidden
-    assert kinds(final) == [("lead", BERLIN_CONTACT, "sent"), ("reroute", "customer", "sent")]
-    reroute = outbox(settings)[-1]
-    assert reroute["To"] == CUSTOMER
+    assert email_outcomes(final) == [
+        ("lead", BERLIN_CONTACT, "sent"),
+        ("reroute", "customer", "sent"),
+    ]
+    reroute = sent_messages(settings)[-1]
+    assert reroute["To"] == CUSTOMER_EMAIL
     assert "Fully booked until spring" not in text_of(reroute)  # kept for the marketplace
 
 
@@ -152,7 +158,7 @@ async def test_silence_for_72_hours_misses_after_one_reminder_at_24_hours(
     env: WorkflowEnvironment, worker_queue: str
 ) -> None:
     rfi = await received_now(env)
-    handle = await start(env.client, worker_queue, rfi)
+    handle = await start_referral(env.client, worker_queue, rfi)
     await env.sleep(timedelta(hours=23, minutes=59))
     assert [e.kind for e in (await status(handle)).emails] == ["lead"]
     await env.sleep(timedelta(hours=48))
@@ -169,7 +175,7 @@ async def test_silence_for_72_hours_misses_after_one_reminder_at_24_hours(
     assert missed.processed_at >= missed.effective_at
     assert final.first_response_at is None
     assert final.deadline is None
-    assert kinds(final) == [
+    assert email_outcomes(final) == [
         ("lead", BERLIN_CONTACT, "sent"),
         ("reminder", BERLIN_CONTACT, "sent"),
         ("reroute", "customer", "sent"),
@@ -180,7 +186,7 @@ async def test_custom_deadlines_from_the_rfi(env: WorkflowEnvironment, worker_qu
     rfi = await received_now(
         env, deadlines={"respond_within": "PT2H", "decide_within": "P1D", "remind_after": "PT3H"}
     )
-    final = await (await start(env.client, worker_queue, rfi)).result()
+    final = await (await start_referral(env.client, worker_queue, rfi)).result()
     assert final.status is Status.MISSED
     assert final.transitions[-1].effective_at == rfi.received_at + timedelta(hours=2)
     assert [e.kind for e in final.emails] == ["lead", "reroute"]  # reminder after the deadline
@@ -189,8 +195,8 @@ async def test_custom_deadlines_from_the_rfi(env: WorkflowEnvironment, worker_qu
 async def test_decline_and_seven_days_of_silence_in_evaluating(
     env: WorkflowEnvironment, worker_queue: str
 ) -> None:
-    declined = await start(env.client, worker_queue, await received_now(env))
-    expired = await start(env.client, worker_queue, await received_now(env))
+    declined = await start_referral(env.client, worker_queue, await received_now(env))
+    expired = await start_referral(env.client, worker_queue, await received_now(env))
     await declined.signal("interested")
     await expired.signal("interested")
     await env.sleep(timedelta(days=1))
@@ -212,7 +218,7 @@ async def test_decline_and_seven_days_of_silence_in_evaluating(
 async def test_negotiating_has_no_deadline_and_ends_lost(
     env: WorkflowEnvironment, worker_queue: str
 ) -> None:
-    handle = await start(env.client, worker_queue, await received_now(env))
+    handle = await start_referral(env.client, worker_queue, await received_now(env))
     await handle.signal("interested")
     close = (await env.get_current_time()).date() + timedelta(days=90)
     await handle.signal(
@@ -236,7 +242,7 @@ async def test_a_referral_started_after_its_deadline_is_missed_at_once(
 ) -> None:
     now = await env.get_current_time()
     rfi = make_rfi(received_at=(now - timedelta(hours=80)).isoformat())
-    final = await (await start(env.client, worker_queue, rfi)).result()
+    final = await (await start_referral(env.client, worker_queue, rfi)).result()
     assert final.status is Status.MISSED
     assert final.transitions[-1].effective_at == rfi.received_at + timedelta(hours=72)
     assert final.transitions[-1].processed_at >= now
@@ -246,7 +252,7 @@ async def test_a_referral_started_after_its_deadline_is_missed_at_once(
 async def test_invalid_signals_are_listed_and_change_nothing(
     env: WorkflowEnvironment, worker_queue: str
 ) -> None:
-    handle = await start(env.client, worker_queue, await received_now(env))
+    handle = await start_referral(env.client, worker_queue, await received_now(env))
     await handle.signal("accept", {"estimated_deal_value": 1, "currency": "EUR"})
     await handle.signal("interested", "a bare string")
     await handle.signal("interested", args=[{}, {}])
@@ -284,8 +290,8 @@ async def test_invalid_signals_are_listed_and_change_nothing(
 async def test_an_action_before_the_deadline_wins_and_after_it_is_refused(
     env: WorkflowEnvironment, worker_queue: str
 ) -> None:
-    just_in_time = await start(env.client, worker_queue, await received_now(env))
-    too_late = await start(env.client, worker_queue, await received_now(env))
+    just_in_time = await start_referral(env.client, worker_queue, await received_now(env))
+    too_late = await start_referral(env.client, worker_queue, await received_now(env))
     await env.sleep(timedelta(hours=71, minutes=59))
     await just_in_time.signal("interested")
     assert (await status(just_in_time)).status is Status.EVALUATING
@@ -301,22 +307,19 @@ async def test_an_action_before_the_deadline_wins_and_after_it_is_refused(
 async def test_unknown_partner_or_region_fails_at_once_naming_the_reason(
     env: WorkflowEnvironment, worker_queue: str
 ) -> None:
-    unknown = await start(env.client, worker_queue, await received_now(env), partner="nobody")
-    with pytest.raises(WorkflowFailureError) as failure:
-        await unknown.result()
-    cause = failure.value.cause
-    assert isinstance(cause, ApplicationError)
+    unknown = await start_referral(
+        env.client, worker_queue, await received_now(env), partner="nobody"
+    )
+    cause = await failure_of(unknown)
     assert cause.type == "PartnerNotFound"
     assert "nobody" in cause.message
 
     rfi = await received_now(env, region="apac", location=None)
-    elsewhere = await start(env.client, worker_queue, rfi, partner="umbrella")
-    with pytest.raises(WorkflowFailureError) as failure:
-        await elsewhere.result()
-    assert isinstance(failure.value.cause, ApplicationError)
-    assert failure.value.cause.type == "RegionNotServed"
-    assert "umbrella" in failure.value.cause.message
-    assert "apac" in failure.value.cause.message
+    elsewhere = await start_referral(env.client, worker_queue, rfi, partner="umbrella")
+    cause = await failure_of(elsewhere)
+    assert cause.type == "RegionNotServed"
+    assert "umbrella" in cause.message
+    assert "apac" in cause.message
 
 
 async def test_a_refused_email_is_recorded_and_the_lifecycle_goes_on(
@@ -325,27 +328,12 @@ async def test_a_refused_email_is_recorded_and_the_lifecycle_goes_on(
     executor: ThreadPoolExecutor,
     httpserver: HTTPServer,
 ) -> None:
-    httpserver.expect_request("/v3/mail/send", method="POST").respond_with_json(
-        {
-            "errors": [
-                {
-                    "message": "The from address does not match a verified Sender Identity.",
-                    "field": "from",
-                    "help": None,
-                }
-            ]
-        },
-        status=400,
+    refusal = "The from address does not match a verified Sender Identity."
+    httpserver.expect_request(SENDGRID_SEND_PATH, method="POST").respond_with_json(
+        sendgrid_errors(refusal, "from"), status=400
     )
-    sendgrid = Settings(
-        REFERRALS_OUTBOX_DIR=settings.outbox_dir,
-        REFERRALS_PARTNER_DIRECTORY=settings.partner_directory,
-        REFERRALS_DATABASE_URL=settings.database_url,
-        SENDGRID_API_KEY="SG.test-key",
-        SENDGRID_API_HOST=httpserver.url_for("").rstrip("/"),
-    )
-    async with running_worker(env.client, sendgrid, executor) as worker:
-        handle = await start(env.client, worker.task_queue, await received_now(env))
+    async with running_worker(env.client, with_sendgrid(settings, httpserver), executor) as worker:
+        handle = await start_referral(env.client, worker.task_queue, await received_now(env))
         await handle.signal("no_thanks")
         final = await handle.result()
     assert final.status is Status.SKIPPED
@@ -368,10 +356,7 @@ async def test_a_backend_starting_with_invalid_json_gets_a_failed_run_naming_the
         id=f"referral:{data['id']}:{PARTNER}",
         task_queue=worker_queue,
     )
-    with pytest.raises(WorkflowFailureError) as failure:
-        await handle.result()
-    cause = failure.value.cause
-    assert isinstance(cause, ApplicationError)
+    cause = await failure_of(handle)
     assert cause.type == "InvalidInput"
     assert "received_at" in cause.message
     assert "customer.email" in cause.message
@@ -392,10 +377,7 @@ async def test_a_start_with_the_wrong_arguments_fails_once_with_invalid_input(
     handle = await env.client.start_workflow(
         "ReferralWorkflow", args=args, id=f"referral-bad-{uuid.uuid4()}", task_queue=worker_queue
     )
-    with pytest.raises(WorkflowFailureError) as failure:
-        await handle.result()
-    cause = failure.value.cause
-    assert isinstance(cause, ApplicationError)
+    cause = await failure_of(handle)
     assert cause.type == "InvalidInput"
     assert expected in cause.message
 
@@ -414,11 +396,9 @@ async def test_a_workflow_id_that_does_not_match_the_input_is_refused(
     handle = await env.client.start_workflow(
         ReferralWorkflow.run, referral, id=workflow_id, task_queue=worker_queue
     )
-    with pytest.raises(WorkflowFailureError) as failure:
-        await handle.result()
-    assert isinstance(failure.value.cause, ApplicationError)
-    assert failure.value.cause.type == "WorkflowIdMismatch"
-    assert referral.workflow_id in failure.value.cause.message
+    cause = await failure_of(handle)
+    assert cause.type == "WorkflowIdMismatch"
+    assert referral.workflow_id in cause.message
 
 
 async def test_a_received_at_in_the_future_is_refused(
@@ -426,17 +406,15 @@ async def test_a_received_at_in_the_future_is_refused(
 ) -> None:
     later = (await env.get_current_time()) + timedelta(days=30)
     rfi = make_rfi(received_at=later.isoformat())
-    with pytest.raises(WorkflowFailureError) as failure:
-        await (await start(env.client, worker_queue, rfi)).result()
-    assert isinstance(failure.value.cause, ApplicationError)
-    assert failure.value.cause.type == "InvalidInput"
-    assert "in the future" in failure.value.cause.message
+    cause = await failure_of(await start_referral(env.client, worker_queue, rfi))
+    assert cause.type == "InvalidInput"
+    assert "in the future" in cause.message
 
 
 async def test_a_deeply_nested_payload_is_refused_and_the_referral_goes_on(
     env: WorkflowEnvironment, worker_queue: str
 ) -> None:
-    handle = await start(env.client, worker_queue, await received_now(env))
+    handle = await start_referral(env.client, worker_queue, await received_now(env))
     nested = Payload(metadata={"encoding": b"json/plain"}, data=b"[" * 5000 + b"]" * 5000)
     await handle.signal("interested", RawValue(nested))
     binary = Payload(metadata={"encoding": b"binary/plain"}, data=b"\x00\x01")
@@ -453,7 +431,7 @@ async def test_a_deeply_nested_payload_is_refused_and_the_referral_goes_on(
 async def test_a_flood_of_refused_signals_keeps_the_view_bounded(
     env: WorkflowEnvironment, worker_queue: str
 ) -> None:
-    handle = await start(env.client, worker_queue, await received_now(env))
+    handle = await start_referral(env.client, worker_queue, await received_now(env))
     for index in range(120):
         await handle.signal("x" * 500, {"n": index})
     await handle.signal("no_thanks")
@@ -461,3 +439,73 @@ async def test_a_flood_of_refused_signals_keeps_the_view_bounded(
     assert len(final.rejected_actions) == 100
     assert final.rejected_actions[-1].action == "x" * 64
     assert final.status is Status.SKIPPED
+
+
+async def test_the_status_lists_a_signal_refused_after_the_referral_closed(
+    env: WorkflowEnvironment, settings: Settings, executor: ThreadPoolExecutor, tmp_path: Path
+) -> None:
+    """Won, the run waits for its archive (down here) before it ends: a `decline` that
+    arrives then is refused, and the status lists it with the closed status and why."""
+    folder = tmp_path / "down"
+    folder.write_text("not a folder: the archive cannot be opened")
+    down = settings.model_copy(update={"database_url": f"sqlite:///{folder}/referrals.db"})
+    async with running_worker(env.client, down, executor) as worker:
+        handle = await start_referral(env.client, worker.task_queue, await received_now(env))
+        close = (await env.get_current_time()).date() + timedelta(days=30)
+        await handle.signal("interested")
+        await handle.signal(
+            "accept",
+            {"estimated_deal_value": "900", "currency": "EUR", "estimated_close_date": str(close)},
+        )
+        await handle.signal("won", {"final_deal_value": "950"})
+        await env.sleep(timedelta(minutes=1))
+        won = await status(handle)
+        assert won.status is Status.WON
+        assert won.rejected_actions == []
+        await handle.signal("decline", {"reason": "Changed our mind"})
+        await env.sleep(timedelta(minutes=1))
+        view = await status(handle)
+        folder.unlink()  # the archive is back: the run can end
+        folder.mkdir()
+        final = await handle.result()
+    assert [(r.action, r.status) for r in view.rejected_actions] == [("decline", Status.WON)]
+    refused = view.rejected_actions[0]
+    assert "the referral is closed (Won)" in refused.reason
+    assert refused.at >= view.transitions[-1].processed_at  # after the last transition
+    assert view.transitions == won.transitions  # and it changed nothing
+    assert final.rejected_actions == view.rejected_actions
+
+
+async def test_the_status_shows_each_email_sent_or_failed_for_good_with_its_error(
+    env: WorkflowEnvironment,
+    settings: Settings,
+    executor: ThreadPoolExecutor,
+    httpserver: HTTPServer,
+) -> None:
+    """While the referral is open: the lead, which the provider accepted, as sent; the
+    details, which it refused (a 400: not worth another try), as failed with its error."""
+    refusal = "Does not contain a valid address."
+
+    def provider(request: Request) -> Response:
+        email_id = json.loads(request.get_data())["custom_args"]["referral_email_id"]
+        if email_id.endswith("-details"):
+            body = json.dumps(sendgrid_errors(refusal, "personalizations.0.to"))
+            return Response(body, status=400, content_type="application/json")
+        return Response(status=202, headers={"X-Message-Id": f"msg-{email_id}"})
+
+    httpserver.expect_request(SENDGRID_SEND_PATH, method="POST").respond_with_handler(provider)
+    async with running_worker(env.client, with_sendgrid(settings, httpserver), executor) as worker:
+        handle = await start_referral(env.client, worker.task_queue, await received_now(env))
+        await env.sleep(timedelta(minutes=1))
+        new = await status(handle)
+        await handle.signal("interested")
+        await env.sleep(timedelta(minutes=1))
+        evaluating = await status(handle)
+        await handle.signal("decline")
+        await handle.result()
+    assert [(e.kind, e.outcome, e.error) for e in new.emails] == [("lead", "sent", None)]
+    assert evaluating.status is Status.EVALUATING  # open: what the status shows, not the result
+    lead, details = evaluating.emails
+    assert (lead.kind, lead.outcome, lead.error) == ("lead", "sent", None)
+    assert (details.kind, details.outcome) == ("details", "failed")
+    assert refusal in (details.error or "")

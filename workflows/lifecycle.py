@@ -14,18 +14,16 @@ Rules, read top to bottom:
 - A deadline transition takes effect at the deadline, whenever it is processed; an action
   processed before it wins, and once the referral is closed every action is refused.
 
-The caller passes the time in and receives effects (emails) to carry out; a refused action
-raises ``ActionRejected``, which names the action, the state and the allowed actions.
+The caller passes parsed actions and the time in (``workflows.payloads`` reads the wire)
+and receives effects (emails) to carry out; a refused action raises ``ActionRejected``,
+which names the action, the state and the allowed actions.
 """
 
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from workflows.models import (
-    PAYLOAD_TYPES,
     AcceptPayload,
     Action,
     ActionPayload,
@@ -64,10 +62,20 @@ DEADLINES: Mapping[Status, tuple[DeadlineKind, Status]] = {
     Status.EVALUATING: (DeadlineKind.DECIDE, Status.EXPIRED),
 }
 
+# The email that goes out on entering a state: the details to the partner, the reroute to
+# the customer. (The lead goes out on starting, the reminder while New.)
+ON_ENTERING: Mapping[Status, EmailKind] = {
+    Status.EVALUATING: EmailKind.DETAILS,
+    Status.SKIPPED: EmailKind.REROUTE,
+    Status.MISSED: EmailKind.REROUTE,
+    Status.DECLINED: EmailKind.REROUTE,
+    Status.EXPIRED: EmailKind.REROUTE,
+}
+
 CUSTOMER = "customer"  # how the view names the customer as an email's recipient
 MAX_CLOSE_YEARS = 10  # a forecast further ahead is a typo, not a deal
 MAX_REJECTED = 100  # keeps the view and the result far below Temporal's payload limit
-REROUTE_STATUSES = frozenset({Status.SKIPPED, Status.MISSED, Status.DECLINED, Status.EXPIRED})
+REROUTE_STATUSES = frozenset(s for s, kind in ON_ENTERING.items() if kind is EmailKind.REROUTE)
 CLOSED_STATUSES = REROUTE_STATUSES | {Status.WON, Status.LOST}
 
 
@@ -79,13 +87,14 @@ class ActionRejected(Exception):
     """An action the referral cannot take now: wrong state, closed, or a bad payload."""
 
     def __init__(self, action: str, status: Status, reason: str) -> None:
-        self.action = action
+        self.action = str(action)  # an Action, or the name of an unknown one
         self.status = status
         self.reason = reason
         self.allowed_actions = [str(a) for a in allowed_actions(status)]
         allowed = ", ".join(self.allowed_actions) or "none, the referral is closed"
         super().__init__(
-            f"{action!r} rejected: the referral is {status}; allowed actions: {allowed}; {reason}"
+            f"{self.action!r} rejected: the referral is {status}; "
+            f"allowed actions: {allowed}; {reason}"
         )
 
     def details(self) -> dict[str, Any]:
@@ -96,20 +105,14 @@ class ActionRejected(Exception):
         }
 
 
-def _first_error(error: ValidationError) -> str:
-    detail = error.errors()[0]
-    where = ".".join(str(part) for part in detail["loc"])
-    return f"invalid payload: {where + ': ' if where else ''}{detail['msg']}"
-
-
 class Referral:
     """One referral's state. Methods that change it return the emails to send."""
 
-    def __init__(self, rfi: Rfi, partner_id: str, referral_id: str | None = None) -> None:
+    def __init__(self, rfi: Rfi, partner_id: str, workflow_id: str | None = None) -> None:
         self.rfi = rfi
         self.partner_id = partner_id
         # Runs started under an earlier id scheme keep their id (and their emails' ids).
-        self.referral_id = referral_id or referral_workflow_id(rfi.id, partner_id)
+        self.workflow_id = workflow_id or referral_workflow_id(rfi.id, partner_id)
         self.status = Status.NEW
         self.partner: PartnerContact | None = None
         self.started_at: datetime | None = None
@@ -123,10 +126,10 @@ class Referral:
 
     @classmethod
     def restored(
-        cls, rfi: Rfi, partner_id: str, referral_id: str, state: ReferralState
+        cls, rfi: Rfi, partner_id: str, workflow_id: str, state: ReferralState
     ) -> "Referral":
         """The referral as an earlier run of the same workflow left it."""
-        referral = cls(rfi, partner_id, referral_id)
+        referral = cls(rfi, partner_id, workflow_id)
         for field in ReferralState.model_fields:
             value = getattr(state, field)
             setattr(referral, field, list(value) if isinstance(value, list) else value)
@@ -211,29 +214,21 @@ class Referral:
         self.reminder_pending = now < self.reminder_at < self._due_at
         return [self._email(EmailKind.LEAD, partner.contact_email, due_at=self._due_at)]
 
-    def validate(self, action: str, argument: Any, now: datetime) -> ActionPayload:
-        """The typed payload if ``action`` may be taken now; raises ``ActionRejected``."""
-        name = self._action(action)
+    def check(self, action: Action) -> None:
+        """Raise ``ActionRejected`` unless ``action`` may be taken in this state."""
         if self.closed:
             raise ActionRejected(action, self.status, f"the referral is closed ({self.status})")
-        if (self.status, name) not in TRANSITIONS:
+        if (self.status, action) not in TRANSITIONS:
             raise ActionRejected(action, self.status, f"not allowed while {self.status}")
-        payload = self.parse_payload(action, argument)
+
+    def validate(self, action: Action, payload: ActionPayload, now: datetime) -> None:
+        """Raise ``ActionRejected`` unless ``action`` with ``payload`` may be taken now."""
+        self.check(action)
         if isinstance(payload, AcceptPayload):
             self._check_close_date(action, payload.estimated_close_date, now)
-        return payload
 
-    def parse_payload(self, action: str, argument: Any) -> ActionPayload:
-        """The action's typed payload, whatever the state; raises ``ActionRejected``."""
-        name = self._action(action)
-        try:
-            return PAYLOAD_TYPES[name].model_validate({} if argument is None else argument)
-        except ValidationError as error:
-            raise ActionRejected(action, self.status, _first_error(error)) from None
-
-    def act(self, action: str, argument: Any, now: datetime) -> list[EmailRequest]:
-        payload = self.validate(action, argument, now)
-        name = Action(action)
+    def act(self, action: Action, payload: ActionPayload, now: datetime) -> list[EmailRequest]:
+        self.validate(action, payload, now)
         if self.first_response_at is None:
             self.first_response_at = now
         if isinstance(payload, AcceptPayload):
@@ -245,8 +240,8 @@ class Referral:
         if isinstance(payload, WonPayload) and self.deal and payload.final_deal_value:
             self.deal = self.deal.model_copy(update={"final_deal_value": payload.final_deal_value})
         reason = payload.reason if isinstance(payload, ReasonPayload) else None
-        target = TRANSITIONS[(self.status, name)]
-        return self._transition(target, now, now, Cause(kind="action", name=name), reason)
+        target = TRANSITIONS[(self.status, action)]
+        return self._transition(target, now, now, Cause(kind="action", name=action), reason)
 
     def reject(self, action: str, now: datetime, reason: str) -> None:
         """List a refused signal; only the latest MAX_REJECTED are kept, each cut short."""
@@ -281,13 +276,7 @@ class Referral:
 
     # --- Internals ----------------------------------------------------------------------
 
-    def _action(self, action: str) -> Action:
-        try:
-            return Action(action)
-        except ValueError:
-            raise ActionRejected(action, self.status, "unknown action") from None
-
-    def _check_close_date(self, action: str, close_date: date, now: datetime) -> None:
+    def _check_close_date(self, action: Action, close_date: date, now: datetime) -> None:
         today = now.astimezone(UTC).date()
         if close_date < today:
             raise ActionRejected(
@@ -326,19 +315,18 @@ class Referral:
         self.status = target
         self.entered_at = effective_at
         self.reminder_pending = self.reminder_pending and target is Status.NEW
-        if target is Status.EVALUATING:
-            return [
-                self._email(EmailKind.DETAILS, self._contact.contact_email, due_at=self._due_at)
-            ]
-        if target in REROUTE_STATUSES:
+        kind = ON_ENTERING.get(target)
+        if kind is None:
+            return []
+        if kind is EmailKind.REROUTE:
             # The partner's reason stays with the marketplace: the customer is not told it.
-            return [self._email(EmailKind.REROUTE, self.rfi.customer.email, shown_as=CUSTOMER)]
-        return []
+            return [self._email(kind, self.rfi.customer.email, shown_as=CUSTOMER)]
+        return [self._email(kind, self._contact.contact_email, due_at=self._due_at)]
 
     def _email(
         self, kind: EmailKind, to: str, *, due_at: datetime | None = None, shown_as: str = ""
     ) -> EmailRequest:
-        email_id = f"{self.referral_id}.{len(self.emails) + 1}-{kind}"
+        email_id = f"{self.workflow_id}.{len(self.emails) + 1}-{kind}"
         # The view may reach a partner that never said interested: it names the customer
         # as a role, never by address.
         record = EmailRecord(

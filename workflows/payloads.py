@@ -1,7 +1,9 @@
 """Decoding what other systems send the workflow: its input and the actions' arguments.
 
 The workflow takes raw values and checks them here, so that a malformed start or action
-gets one clear refusal instead of failing workflow tasks over and over.
+gets one clear refusal instead of failing workflow tasks over and over; the lifecycle then
+judges parsed actions only. Each step raises ``InvalidAction`` or ``ValueError`` with one
+line that names the field at fault, never the value it held.
 """
 
 import json
@@ -13,7 +15,14 @@ from typing import Any
 from pydantic import ValidationError
 from temporalio.common import RawValue
 
-from workflows.models import CONTROLS_BUT_LINES, ReferralInput
+from workflows.lifecycle import ActionRejected, Referral
+from workflows.models import (
+    CONTROLS_BUT_LINES,
+    PAYLOAD_TYPES,
+    Action,
+    ActionPayload,
+    ReferralInput,
+)
 
 # What the worker's codec makes of a payload it cannot decrypt (a retired key, no codec on
 # the sender's side, a corrupted ciphertext): the workflow refuses it instead of failing
@@ -24,6 +33,10 @@ UNDECRYPTABLE_ENCODING = "binary/undecryptable"
 MAX_ACTION_BYTES = 64 * 1024
 
 
+class InvalidAction(ValueError):
+    """An action that cannot be read: an unknown name or a malformed payload."""
+
+
 @dataclass(frozen=True)
 class Undecryptable:
     """A value the worker could not decrypt; ``reason`` says why, never what it held."""
@@ -31,8 +44,55 @@ class Undecryptable:
     reason: str
 
 
+def describe(error: ValidationError, *, whole: str = "", limit: int | None = 10) -> str:
+    """The first ``limit`` problems (None: all) as ``field.path: message``, joined by "; ".
+    A problem with the value as a whole is named ``whole``, or given alone without it."""
+    problems = []
+    for detail in error.errors()[:limit]:
+        where = ".".join(str(part) for part in detail["loc"]) or whole
+        problems.append(f"{where}: {detail['msg']}" if where else detail["msg"])
+    return "; ".join(problems)
+
+
+def parse_action(name: str) -> Action:
+    try:
+        return Action(name)
+    except ValueError:
+        raise InvalidAction("unknown action") from None
+
+
+def parse_payload(action: Action, argument: Any) -> ActionPayload:
+    """The action's typed payload; a missing argument is an empty one."""
+    try:
+        return PAYLOAD_TYPES[action].model_validate({} if argument is None else argument)
+    except ValidationError as error:
+        raise InvalidAction(f"invalid payload: {describe(error, limit=1)}") from None
+
+
+def read_action(
+    referral: Referral, name: str, argument: Any, *, judge: bool = True
+) -> tuple[Action, ActionPayload]:
+    """The action and its typed payload, or ``ActionRejected`` as the referral words it.
+    With ``judge`` the state's refusal comes before the payload's (a closed referral says
+    it is closed); without, the action waits to be judged when the referral has started."""
+    try:
+        action = parse_action(name)
+        if judge:
+            referral.check(action)
+        return action, parse_payload(action, argument)
+    except InvalidAction as error:
+        raise ActionRejected(name, referral.status, str(error)) from None
+
+
 def decode_action_argument(args: Sequence[RawValue]) -> Any:
     """The action's one JSON argument (None when absent), with exact decimals."""
+    try:
+        return _decoded(args)
+    except ValueError as error:
+        raise InvalidAction(f"invalid payload: {error}") from None
+
+
+def _decoded(args: Sequence[RawValue]) -> Any:
     if len(args) > 1:
         raise ValueError(f"expected one JSON argument, got {len(args)}")
     if not args:
@@ -64,11 +124,7 @@ def parse_referral_input(args: Sequence[Any]) -> ReferralInput:
     try:
         return ReferralInput.model_validate(args[0])
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}"
-            for e in error.errors()[:10]
-        )
-        raise ValueError(f"invalid referral input: {problems}") from None
+        raise ValueError(f"invalid referral input: {describe(error, whole='input')}") from None
 
 
 def parse_earlier_referral_input(args: Sequence[Any]) -> ReferralInput:

@@ -26,11 +26,12 @@ from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from activities.archive import ArchiveActivities
-    from activities.directory import DirectoryActivities
+    from activities.directory import PARTNER_NOT_FOUND, REGION_NOT_SERVED, DirectoryActivities
     from activities.email import EmailActivities
     from activities.mailers import OUTCOME_UNKNOWN, REJECTED
     from activities.suggestions import SuggestionActivities
     from workflows import WORKFLOW_TYPE
+    from workflows.bookkeeping import Bookkeeping
     from workflows.lifecycle import ActionRejected, Referral
     from workflows.models import (
         ContactLookup,
@@ -48,9 +49,11 @@ with workflow.unsafe.imports_passed_through():
         legacy_referral_workflow_id,
     )
     from workflows.payloads import (
+        InvalidAction,
         decode_action_argument,
         parse_earlier_referral_input,
         parse_referral_input,
+        read_action,
     )
     from workflows.visibility import changed_attributes
 
@@ -63,7 +66,7 @@ MAX_BYTES_PER_RUN = 4 * 1024 * 1024
 MAX_MESSAGES_PER_RUN = 1_000  # signals and updates handled
 MAX_QUEUED_ACTIONS = 10  # signals kept while the referral starts; New takes at most 3 in a row
 
-NOT_SERVED = ["PartnerNotFound", "RegionNotServed"]
+NOT_SERVED = [PARTNER_NOT_FOUND, REGION_NOT_SERVED]
 # The directory is read once in the first workflow task; if that fails, the server retries
 # a regular activity (no history event per try) until the respond deadline.
 QUICK_LOOKUP_RETRY = RetryPolicy(maximum_attempts=1)
@@ -118,15 +121,7 @@ class ReferralWorkflow:
             )
         except ValueError as error:
             self._invalid_input = str(error)
-        self._continued = continued is not None
-        self._queued = list(continued.queued_actions) if continued else []
-        self._pending = {p.request.id: p for p in continued.pending_emails} if continued else {}
-        self._archived = continued.archived if continued else -1  # -1: before the first write
-        self._counted = continued.counted if continued else 0  # transitions in the metrics
-        self._changes = 0
-        self._messages = 0  # signals and updates this run has handled
-        self._sending = False  # emails go out once the run has started its senders
-        self._draining = False  # continuing as new: start no activity, carry what is left
+        self._books = Bookkeeping.taken_over(continued)
         self._tasks: list[asyncio.Task[None]] = []
         self._transition_counter = workflow.metric_meter().create_counter(
             "referral_transitions", "Referral transitions by from, to and cause", "transitions"
@@ -135,7 +130,7 @@ class ReferralWorkflow:
     @workflow.run
     async def run(self, *args: Any) -> StatusView:
         referral = self.referral
-        if not self._continued:
+        if not self._books.continued:
             self._check_start()
         self._publish()
         if not referral.started:
@@ -147,11 +142,12 @@ class ReferralWorkflow:
             self._apply(referral.start(lookup.result(), workflow.now()))
             self._take_queued_actions()
         self._tasks.append(asyncio.create_task(self._keep_archived()))
-        self._sending = True
-        for email_id in list(self._pending):
+        self._books.sending = True
+        for email_id in list(self._books.pending):
             self._launch(email_id)
         while not referral.closed:
-            if not await self._wait(self._changed_since(self._changes), referral.next_wakeup()):
+            changed = self._changed_since(self._books.changes)
+            if not await self._wait(changed, referral.next_wakeup()):
                 await self._continue_as_new()
             self._apply(referral.fire_due(workflow.now()))
         if not await self._wait(self._all_done):
@@ -174,13 +170,13 @@ class ReferralWorkflow:
 
     @workflow.signal(dynamic=True)
     def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
-        self._messages += 1
+        self._books.messages += 1
         referral = self.referral
         now = workflow.now()
         try:
             argument = self._argument(name, args)
             if referral.started:
-                self._apply(referral.act(name, argument, now))
+                self._apply(referral.act(*read_action(referral, name, argument), now))
             else:
                 self._queue(name, argument, now)
         except ActionRejected as rejected:
@@ -189,7 +185,7 @@ class ReferralWorkflow:
 
     @workflow.update(dynamic=True)
     async def on_update(self, name: str, args: Sequence[RawValue]) -> StatusView:
-        self._messages += 1
+        self._books.messages += 1
         try:
             if not self.referral.started:
                 # A caller waits a little while the partner's contact is looked up, not forever.
@@ -201,7 +197,8 @@ class ReferralWorkflow:
                     raise ActionRejected(
                         name, Status.NEW, "the referral is still starting; try again in a moment"
                     ) from None
-            self._apply(self.referral.act(name, self._argument(name, args), workflow.now()))
+            action, payload = read_action(self.referral, name, self._argument(name, args))
+            self._apply(self.referral.act(action, payload, workflow.now()))
         except ActionRejected as rejected:
             raise _as_application_error(rejected) from None
         return self.referral.view()
@@ -209,7 +206,8 @@ class ReferralWorkflow:
     @on_update.validator
     def validate_update(self, name: str, args: Sequence[RawValue]) -> None:
         try:
-            self.referral.validate(name, self._argument(name, args), workflow.now())
+            action, payload = read_action(self.referral, name, self._argument(name, args))
+            self.referral.validate(action, payload, workflow.now())
         except ActionRejected as rejected:
             raise _as_application_error(rejected) from None
 
@@ -274,7 +272,7 @@ class ReferralWorkflow:
             else:
                 kind, message = "LookupFailed", f"the partner directory did not answer: {cause}"
             raise ApplicationError(
-                f"Referral {referral.referral_id} cannot start: {message}",
+                f"Referral {referral.workflow_id} cannot start: {message}",
                 type=kind,
                 non_retryable=True,
             ) from error
@@ -282,31 +280,34 @@ class ReferralWorkflow:
     def _queue(self, name: str, argument: Any, now: datetime) -> None:
         """Keep a signal until the referral has started, in order: a backend may send
         `interested` and `accept` right after the start. The state judges them then."""
-        payload = self.referral.parse_payload(name, argument)
-        if len(self._queued) >= MAX_QUEUED_ACTIONS:
+        _, payload = read_action(self.referral, name, argument, judge=False)
+        waiting = len(self._books.queued)
+        if waiting >= MAX_QUEUED_ACTIONS:
             raise ActionRejected(
-                name, Status.NEW, f"the referral is starting and {len(self._queued)} actions wait"
+                name, Status.NEW, f"the referral is starting and {waiting} actions wait"
             )
-        self._queued.append(
+        self._books.queued.append(
             QueuedAction(name=name, argument=payload.model_dump(mode="json"), at=now)
         )
 
     def _take_queued_actions(self) -> None:
-        queued, self._queued = self._queued, []
-        for action in queued:
+        queued, self._books.queued = self._books.queued, []
+        referral = self.referral
+        for waiting in queued:
             now = workflow.now()
             try:
-                self._apply(self.referral.act(action.name, action.argument, now))
+                action, payload = read_action(referral, waiting.name, waiting.argument)
+                self._apply(referral.act(action, payload, now))
             except ActionRejected as rejected:  # e.g. the referral was late and is Missed
-                self.referral.reject(action.name, now, rejected.reason)
+                referral.reject(waiting.name, now, rejected.reason)
 
     # --- Running ------------------------------------------------------------------------
 
     def _argument(self, name: str, args: Sequence[RawValue]) -> Any:
         try:
             return decode_action_argument(args)
-        except ValueError as error:
-            raise ActionRejected(name, self.referral.status, f"invalid payload: {error}") from None
+        except InvalidAction as error:
+            raise ActionRejected(name, self.referral.status, str(error)) from None
 
     async def _wait(self, done: Callable[[], bool], until: datetime | None = None) -> bool:
         """Wait for ``done`` or the time ``until``; False: continue as new first."""
@@ -324,13 +325,13 @@ class ReferralWorkflow:
             info.is_continue_as_new_suggested()
             or info.get_current_history_length() >= MAX_EVENTS_PER_RUN
             or info.get_current_history_size() >= MAX_BYTES_PER_RUN
-            or self._messages >= MAX_MESSAGES_PER_RUN
+            or self._books.messages >= MAX_MESSAGES_PER_RUN
         )
 
     async def _continue_as_new(self) -> NoReturn:
         """Let running activities finish (or cancel those waiting to retry), let handlers
         finish, then hand everything left to a new run of the same workflow id."""
-        self._draining = True
+        self._books.draining = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -339,70 +340,64 @@ class ReferralWorkflow:
         workflow.logger.info(
             "Continuing as new after %d events and %d messages",
             workflow.info().get_current_history_length(),
-            self._messages,
+            self._books.messages,
         )
         workflow.continue_as_new(
             ReferralInput(
                 rfi=referral.rfi,
                 partner_id=referral.partner_id,
-                continued=Continuation(
-                    state=referral.state(),
-                    pending_emails=list(self._pending.values()),
-                    queued_actions=self._queued,
-                    archived=self._archived,
-                    counted=self._counted,
-                ),
+                continued=self._books.handed_over(referral.state()),
             )
         )
 
     def _changed_since(self, seen: int) -> Callable[[], bool]:
-        return lambda: self._changes != seen
+        return lambda: self._books.changes != seen
 
     def _all_done(self) -> bool:
-        return not self._pending and self._archived == len(self.referral.transitions)
+        return not self._books.pending and self._books.archived == len(self.referral.transitions)
 
     def _apply(self, emails: list[EmailRequest]) -> None:
         """After a change: wake the run loop, send its emails, publish the new state."""
-        self._changes += 1
+        self._books.changes += 1
         for email in emails:
-            self._pending[email.id] = PendingEmail(
+            self._books.pending[email.id] = PendingEmail(
                 request=email, give_up_at=workflow.now() + EMAIL_BUDGET
             )
             self._launch(email.id)
         self._publish()
 
     def _launch(self, email_id: str) -> None:
-        if self._sending and not self._draining:
+        if self._books.sending and not self._books.draining:
             self._tasks.append(asyncio.create_task(self._send(email_id)))
 
     def _publish(self) -> None:
         """Keep the search attributes current for operators, upserting only what changed,
         and count each new transition (the SDK's metric meter skips replays)."""
         transitions = self.referral.transitions
-        for transition in transitions[self._counted :]:
+        for transition in transitions[self._books.counted :]:
             self._transition_counter.add(
                 1, {"from": transition.from_, "to": transition.to, "cause": transition.cause.kind}
             )
-        self._counted = len(transitions)
+        self._books.counted = len(transitions)
         changes = changed_attributes(self.referral, workflow.info().typed_search_attributes)
         if changes:
             workflow.upsert_search_attributes(changes)
 
     async def _keep_archived(self) -> None:
         """Record the referral when it starts and after each transition, one write at a time."""
-        referral = self.referral
-        while not (referral.closed and self._archived == len(referral.transitions)):
+        referral, books = self.referral, self._books
+        while not (referral.closed and books.archived == len(referral.transitions)):
             await workflow.wait_condition(
                 lambda: (
-                    self._draining or referral.closed or self._archived != len(referral.transitions)
+                    books.draining or referral.closed or books.archived != len(referral.transitions)
                 )
             )
             count = len(referral.transitions)
             # Checked after every wait: a write that finished after the cancellation was
             # asked for comes back normally, and the task must still end.
-            if self._draining:
+            if books.draining:
                 return  # continuing as new: the next run writes what is left
-            if count != self._archived:
+            if count != books.archived:
                 try:
                     await workflow.execute_activity_method(
                         ArchiveActivities.record_referral,
@@ -419,7 +414,7 @@ class ReferralWorkflow:
                         raise
                     workflow.logger.error("Archive write not done in a day; trying on")
                     continue  # the archive must never lose a referral
-                self._archived = count
+                books.archived = count
 
     # --- Emails -------------------------------------------------------------------------
 
@@ -427,21 +422,21 @@ class ReferralWorkflow:
         try:
             await self._deliver(email_id)
         except asyncio.CancelledError:
-            if not self._draining:
+            if not self._books.draining:
                 raise  # otherwise left pending, for the next run
 
     async def _deliver(self, email_id: str) -> None:
         """Send until sent, refused, out of budget, or unknown too often."""
-        while not self._draining:
-            pending = self._pending[email_id]
+        while not self._books.draining:
+            pending = self._books.pending[email_id]
             email = pending.request
             if email.kind is EmailKind.REROUTE and not pending.suggestions_asked:
                 alternatives = await self._alternatives()
-                if self._draining:
+                if self._books.draining:
                     return
                 email = email.model_copy(update={"alternatives": alternatives})
                 pending = pending.model_copy(update={"request": email, "suggestions_asked": True})
-                self._pending[email_id] = pending
+                self._books.pending[email_id] = pending
             if pending.next_attempt_at is not None and pending.next_attempt_at > workflow.now():
                 await workflow.sleep(pending.next_attempt_at - workflow.now())
             left = pending.give_up_at - workflow.now()
@@ -460,7 +455,7 @@ class ReferralWorkflow:
             except ActivityError as error:
                 kind = _error_type(error)
                 final = kind in (REJECTED, OUTCOME_UNKNOWN)
-                if isinstance(error.cause, CancelledError) or (self._draining and not final):
+                if isinstance(error.cause, CancelledError) or (self._books.draining and not final):
                     return  # continuing as new: the next run sends it, within its budget
                 if kind != OUTCOME_UNKNOWN:
                     self._settle(email_id, EmailOutcome.FAILED, _message(error))
@@ -474,7 +469,7 @@ class ReferralWorkflow:
                         f"accepted up to {unknown} copies",
                     )
                     return
-                self._pending[email_id] = pending.model_copy(
+                self._books.pending[email_id] = pending.model_copy(
                     update={
                         "unknown_outcomes": unknown,
                         "next_attempt_at": workflow.now() + UNKNOWN_OUTCOME_PAUSE,
@@ -488,7 +483,7 @@ class ReferralWorkflow:
         if error is not None:
             workflow.logger.warning("Email %s failed: %s", email_id, error)
         self.referral.record_email(email_id, outcome, error)
-        del self._pending[email_id]
+        del self._books.pending[email_id]
 
     async def _alternatives(self) -> list[str] | None:
         """Partners to suggest to the customer; None if they cannot be known in time."""

@@ -2,7 +2,8 @@
 
 Every path runs once for real, deadlines on the time-skipping server and updates on the dev
 server, and its history is written to tests/histories/<path>.json. Record again only when
-a change is meant to be incompatible with running referrals (see the README).
+a change is meant to be incompatible with running referrals (see "Changing the workflow
+safely" in docs/operations.md).
 """
 
 import asyncio
