@@ -8,8 +8,9 @@ from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
+from activities.directory import Directory
 from workflows.lifecycle import Referral
-from workflows.models import EmailRequest, PartnerContact, Rfi, Status
+from workflows.models import ContactLookup, EmailRequest, PartnerContact, Rfi, Status
 from workflows.payloads import read_action
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,15 +55,17 @@ DISTINCTIVE_CUSTOMER = {
 }
 DISTINCTIVE_TRACES = ("Quentin", "Zylberstein", "Haulagecorp", "q.zyl", "5550199")
 
-# The contact samples/partners.json gives for acme-consulting in Berlin.
-ACME_BERLIN = PartnerContact(
-    partner_id="acme-consulting",
-    partner_name="Acme Consulting",
-    contact_name="Jonas Weber",
-    contact_email="berlin@acme-consulting.example",
-    region="emea",
-    location="Berlin",
-)
+
+def sample_contact(
+    partner_id: str, region: str = "emea", location: str = "Berlin"
+) -> PartnerContact:
+    """The contact samples/partners.json gives for the partner where the RFI is."""
+    directory = Directory.model_validate_json((SAMPLES / "partners.json").read_bytes())
+    lookup = ContactLookup(partner_id=partner_id, region=region, location=location)
+    return directory.contact_for(lookup)
+
+
+ACME_BERLIN = sample_contact("acme-consulting")
 
 
 def act(referral: Referral, name: str, argument: Any, now: datetime) -> list[EmailRequest]:

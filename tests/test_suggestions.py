@@ -15,7 +15,7 @@ from archive.stats import PartnerStats, rank_by_responsiveness
 from archive.store import ArchiveStore
 from starter.settings import Settings
 from tests.emails import body, parse_eml
-from tests.factories import SAMPLES, act, make_rfi
+from tests.factories import SAMPLES, act, make_rfi, sample_contact
 from tests.servers import running_worker
 from workflows.lifecycle import Referral
 from workflows.models import PartnerContact, ReferralInput, Rfi, Status, StatusView
@@ -24,15 +24,7 @@ from workflows.visibility import partners_of_rfi, start_attributes
 
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 HOUR = 3600.0
-# The contact samples/partners.json gives for initech in Berlin.
-INITECH_BERLIN = PartnerContact(
-    partner_id="initech",
-    partner_name="Initech Solutions",
-    contact_name="Lena Schulz",
-    contact_email="lena@initech.example",
-    region="emea",
-    location="Berlin",
-)
+INITECH_BERLIN = sample_contact("initech")
 
 
 def stats(partner: str, referrals: int, within_24h: float, median: float | None) -> PartnerStats:
@@ -123,6 +115,16 @@ async def start(
     )
 
 
+async def reroute_after_no_thanks(
+    client: Client, rfi: Rfi, partner: str, task_queue: str, outbox: Path
+) -> str:
+    """The text of the reroute the customer gets once ``partner`` said no thanks."""
+    handle = await start(client, rfi, partner, task_queue)
+    await handle.signal("no_thanks")
+    assert (await handle.result()).status is Status.SKIPPED
+    return reroute_text(outbox, handle.id)
+
+
 # On the dev server: suggestions ask Temporal's visibility which partners an RFI went to,
 # which the time-skipping server does not implement.
 async def test_the_customer_is_offered_the_most_responsive_partners_not_yet_asked(
@@ -137,10 +139,9 @@ async def test_the_customer_is_offered_the_most_responsive_partners_not_yet_aske
     now = datetime.now(UTC).isoformat()
     first, second = make_rfi(received_at=now), make_rfi(received_at=now)
     async with running_worker(client, settings, executor) as worker:
-        alone = await start(client, first, "acme-consulting", worker.task_queue)
-        await alone.signal("no_thanks")
-        assert (await alone.result()).status is Status.SKIPPED
-        text = reroute_text(settings.outbox_dir, alone.id)
+        text = await reroute_after_no_thanks(
+            client, first, "acme-consulting", worker.task_queue, settings.outbox_dir
+        )
         assert "  - Initech Solutions\n  - Globex Partners\n" in text
         assert "Umbrella" not in text  # serves amer only
         assert "Acme" not in text.split("Your request")[1]  # the partner that said no
@@ -149,11 +150,10 @@ async def test_the_customer_is_offered_the_most_responsive_partners_not_yet_aske
         # (no worker polls its queue): no archive row, yet it is not suggested again.
         waiting = await start(client, second, "initech", f"nobody-polls-{uuid.uuid4()}")
         assert store.partners_of_rfi(second.id) == set()
-        skipped = await start(client, second, "acme-consulting", worker.task_queue)
-        await skipped.signal("no_thanks")
-        await skipped.result()
+        again = await reroute_after_no_thanks(
+            client, second, "acme-consulting", worker.task_queue, settings.outbox_dir
+        )
         await waiting.terminate("test finished")
-    again = reroute_text(settings.outbox_dir, skipped.id)
     assert "  - Globex Partners\n" in again
     assert "Initech" not in again
 
@@ -165,10 +165,9 @@ async def test_with_no_candidate_left_the_email_says_so(
 ) -> None:
     rfi = make_rfi(region="apac", location=None, received_at=datetime.now(UTC).isoformat())
     async with running_worker(dev_env.client, settings, executor) as worker:
-        handle = await start(dev_env.client, rfi, "initech", worker.task_queue)
-        await handle.signal("no_thanks")
-        assert (await handle.result()).status is Status.SKIPPED
-    text = reroute_text(settings.outbox_dir, handle.id)
+        text = await reroute_after_no_thanks(
+            dev_env.client, rfi, "initech", worker.task_queue, settings.outbox_dir
+        )
     assert "Every partner in the marketplace that serves your region already has your" in text
 
 
@@ -189,9 +188,8 @@ async def test_a_partner_only_the_archive_remembers_for_the_rfi_is_not_suggested
     assert store.partners_of_rfi(rfi.id) == {"initech"}
     assert await partners_of_rfi(client, rfi.id) == set()
     async with running_worker(client, settings, executor) as worker:
-        handle = await start(client, rfi, "acme-consulting", worker.task_queue)
-        await handle.signal("no_thanks")
-        assert (await handle.result()).status is Status.SKIPPED
-    text = reroute_text(settings.outbox_dir, handle.id)
+        text = await reroute_after_no_thanks(
+            client, rfi, "acme-consulting", worker.task_queue, settings.outbox_dir
+        )
     assert "  - Globex Partners\n" in text
     assert "Initech" not in text  # suggested were the archive not asked
