@@ -2,16 +2,18 @@
 
 import asyncio
 import json
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench.lifecycle import run_lifecycle
-from bench.waiting import burst as burst_deadlines
-from bench.waiting import open_referrals
+from bench.harness import WorkerExited
+from bench.results import Figures, OpenResult
+from bench.throughput import run_throughput
+from bench.waiting import deadline_burst, memory_per_open_referral
 
 app = typer.Typer(
     help="Benchmarks of the referral service against bare Temporal.",
@@ -25,8 +27,25 @@ def main() -> None:
     """Each benchmark starts its own dev server, workers and baseline."""
 
 
-@app.command()
-def lifecycle(
+Result = TypeVar("Result", bound=Figures)
+AsJson = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+def measured(benchmark: Coroutine[Any, Any, Result]) -> Result:
+    """The benchmark's result; one line on stderr and exit code 1 if a worker exits."""
+    try:
+        return asyncio.run(benchmark)
+    except WorkerExited as error:
+        Console(stderr=True).print(f"error: {error}")
+        raise typer.Exit(1) from None
+
+
+def print_json(result: Figures) -> None:
+    print(json.dumps(result.as_json()))
+
+
+@app.command("lifecycle")
+def lifecycle_command(
     referrals: Annotated[int, typer.Option(min=10, help="Lifecycles per phase.")] = 200,
     in_flight: Annotated[int, typer.Option(min=1, help="Closed-loop concurrency.")] = 50,
     in_memory: Annotated[bool, typer.Option(help="An in-memory dev server.")] = False,
@@ -37,46 +56,44 @@ def lifecycle(
     rounds: Annotated[
         int, typer.Option(min=1, help="Rounds of each load, the two systems back to back.")
     ] = 3,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: AsJson = False,
     plot: Annotated[Path | None, typer.Option(help="Also draw a PNG here (matplotlib).")] = None,
 ) -> None:
     """interested -> accept -> won: throughput at saturation, latency at 50 % and 90 %
     (each load in rounds that run both systems back to back; rates are medians)."""
-    result = asyncio.run(
-        run_lifecycle(referrals, in_flight, in_memory, rounds, baseline_visibility)
-    )
+    result = measured(run_throughput(referrals, in_flight, in_memory, rounds, baseline_visibility))
     if plot is not None:
         from bench.plot import plot_loads
 
         plot_loads(result, plot)
     if as_json:
-        print(json.dumps(result))
+        print_json(result)
         return
     table = Table("System", "Offered /s", "Achieved /s", "Action p50 ms", "Action p99 ms")
-    for load in result["loads"]:
+    for load in result.loads:
         table.add_row(
-            load["system"],
-            str(load["offered_per_s"] or "saturation"),
-            str(load["achieved_per_s"]),
-            str(load["action_p50_ms"]),
-            str(load["action_p99_ms"]),
+            load.system,
+            str(load.offered_per_s or "saturation"),
+            str(load.achieved_per_s),
+            str(load.action_p50_ms),
+            str(load.action_p99_ms),
         )
     console = Console()
     console.print(table)
     console.print(
-        f"referrals/s {result['referrals_per_s']}, baseline/s {result['baseline_per_s']}, "
-        f"ratio {result['ratio']} (median of rounds {result['round_ratios']}); "
-        f"at 50 %: action p50 {result['action_p50_ms']} ms, "
-        f"p99 {result['action_p99_ms']} ms ({result['p99_ratio']}x the baseline's "
-        f"{result['baseline_action_p99_ms']} ms); worker peak RSS "
-        f"{result['worker_peak_rss_mb']} MB ({result['server']}; baseline {result['baseline']})"
+        f"referrals/s {result.referrals_per_s}, baseline/s {result.baseline_per_s}, "
+        f"ratio {result.ratio} (median of rounds {list(result.round_ratios)}); "
+        f"at 50 %: action p50 {result.action_p50_ms} ms, "
+        f"p99 {result.action_p99_ms} ms ({result.p99_ratio}x the baseline's "
+        f"{result.baseline_action_p99_ms} ms); worker peak RSS "
+        f"{result.worker_peak_rss_mb} MB ({result.server}; baseline {result.baseline})"
     )
-    for system, cpu in result["cpu_ms_per_lifecycle"].items():
-        shares = ", ".join(f"{name} {ms}" for name, ms in cpu.items())
+    for system, cpu in result.cpu_ms_per_lifecycle.items():
+        shares = ", ".join(f"{name} {ms}" for name, ms in cpu.as_json().items())
         console.print(f"CPU ms per lifecycle at saturation, {system}: {shares}")
-    console.print(f"CPU per lifecycle, baseline / referrals: {result['cpu_ratio']}")
-    for system, trips in result["round_trips_per_lifecycle"].items():
-        counts = ", ".join(f"{name} {count}" for name, count in trips.items())
+    console.print(f"CPU per lifecycle, baseline / referrals: {result.cpu_ratio}")
+    for system, trips in result.round_trips_per_lifecycle.items():
+        counts = ", ".join(f"{name} {count}" for name, count in trips.as_json().items())
         console.print(f"Per lifecycle at saturation, {system}: {counts}")
 
 
@@ -87,29 +104,33 @@ def open_command(
         list[int] | None, typer.Option(help="Sticky cache sizes to run with (repeat the option).")
     ] = None,
     wait: Annotated[float, typer.Option(help="Their respond deadline, in seconds.")] = 120,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Memory per open referral (default and small sticky cache); then all become Missed."""
-    runs = [asyncio.run(open_referrals(referrals, size, wait)) for size in cache or [1000, 50]]
-    result = {**runs[0], "runs": runs}
+    result = OpenResult(
+        tuple(
+            measured(memory_per_open_referral(referrals, size, wait))
+            for size in cache or [1000, 50]
+        )
+    )
     if as_json:
-        print(json.dumps(result))
+        print_json(result)
         return
-    for run in runs:
-        Console().print(run)
+    for run in result.runs:
+        Console().print(run.as_json())
 
 
 @app.command()
 def heap(
     referrals: Annotated[int, typer.Option(min=10, help="Referrals left open.")] = 1000,
     cache: Annotated[int, typer.Option(min=0, help="Sticky cache size.")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Python heap per open referral past the sticky cache (tracemalloc, worker in-process)."""
     from bench.heap import heap_per_open_referral
 
-    result = asyncio.run(heap_per_open_referral(referrals, cache))
-    print(json.dumps(result) if as_json else result)
+    result = measured(heap_per_open_referral(referrals, cache))
+    print(json.dumps(result.as_json()) if as_json else result.as_json())
 
 
 @app.command()
@@ -118,11 +139,11 @@ def burst(
     window: Annotated[
         float, typer.Option(min=1, help="Seconds to wait for both bursts to drain.")
     ] = 3600,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """N respond deadlines falling due in the same second, against N bare timers."""
-    result = asyncio.run(burst_deadlines(referrals, window))
-    print(json.dumps(result) if as_json else result)
+    result = measured(deadline_burst(referrals, window))
+    print(json.dumps(result.as_json()) if as_json else result.as_json())
 
 
 @app.command("compare")
@@ -136,11 +157,11 @@ def compare_command(
     referrals: Annotated[int, typer.Option(min=10, help="Lifecycles per loop.")] = 150,
     in_flight: Annotated[int, typer.Option(min=1, help="Closed-loop concurrency.")] = 50,
     rounds: Annotated[int, typer.Option(min=1, help="Loops of each variant.")] = 5,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Worker settings against each other on one dev server: closed loops in rounds, the
     order rotating; CPU per lifecycle of the server and the worker, workflow tasks, rate."""
-    from bench.compare import Variant, WorkerExited, run_compare
+    from bench.compare import Variant, compare
 
     try:
         parsed = [Variant.parse(text) for text in variants]
@@ -149,24 +170,22 @@ def compare_command(
     labels = [variant.label for variant in parsed]
     if len(labels) < 2 or len(set(labels)) < len(labels):
         raise typer.BadParameter("give two variants or more, each once", param_hint="VARIANTS")
-    try:
-        result = run_compare(parsed, referrals, in_flight, rounds)
-    except WorkerExited as error:
-        Console(stderr=True).print(f"error: {error}")
-        raise typer.Exit(1) from None
+    result = measured(compare(parsed, referrals, in_flight, rounds))
     if as_json:
-        print(json.dumps(result))
+        print_json(result)
         return
     table = Table(
         "Variant", "Server ms", "Worker ms", "Workflow tasks", "Activities", "Lifecycles/s"
     )
-    for variant in result["variants"]:
+    for variant in result.variants:
+        median = variant.median
         table.add_row(
-            variant["variant"],
-            *(
-                str(variant[key])
-                for key in ("server_ms", "worker_ms", "workflow_tasks", "activities", "per_s")
-            ),
+            variant.variant,
+            str(median.server_ms),
+            str(median.worker_ms),
+            str(median.workflow_tasks),
+            str(median.activities),
+            str(median.per_s),
         )
     console = Console()
     console.print(table)

@@ -1,41 +1,36 @@
 """A PNG of throughput and action p99 against offered load, both systems (matplotlib)."""
 
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
+from bench.results import LoadFigures, ThroughputResult
 
-def plot_loads(result: dict[str, Any], path: Path) -> None:
-    saturation = result["baseline_per_s"]
+
+def plot_loads(result: ThroughputResult, path: Path) -> None:
+    def offered(load: LoadFigures) -> float:
+        return load.offered_per_s or result.baseline_per_s * 1.25  # saturation: rightmost
+
     figure, (throughput, latency) = plt.subplots(1, 2, figsize=(10, 4))
     for system, style in (("baseline", "o--"), ("referrals", "s-")):
-        loads = [load for load in result["loads"] if load["system"] == system]
-        offered = [load["offered_per_s"] or saturation * 1.25 for load in loads]
-        order = sorted(range(len(loads)), key=offered.__getitem__)
-        xs = [offered[i] for i in order]
-        throughput.plot(xs, [loads[i]["achieved_per_s"] for i in order], style, label=system)
-        latency.plot(xs, [loads[i]["action_p99_ms"] for i in order], style, label=system)
-    throughput.set(
-        title="Throughput",
-        xlabel="offered lifecycles/s (rightmost: saturation)",
-        ylabel="achieved lifecycles/s",
-    )
-    latency.set(
-        title="Action latency p99",
-        xlabel="offered lifecycles/s (rightmost: saturation)",
-        ylabel="ms",
-        yscale="log",
-    )
-    for axes in (throughput, latency):
+        loads = sorted((load for load in result.loads if load.system == system), key=offered)
+        xs = [offered(load) for load in loads]
+        throughput.plot(xs, [load.achieved_per_s for load in loads], style, label=system)
+        latency.plot(xs, [load.action_p99_ms for load in loads], style, label=system)
+    for axes, title, ylabel in (
+        (throughput, "Throughput", "achieved lifecycles/s"),
+        (latency, "Action latency p99", "ms"),
+    ):
+        axes.set(title=title, xlabel="offered lifecycles/s (rightmost: saturation)", ylabel=ylabel)
         axes.grid(True, alpha=0.3)
         axes.legend()
+    latency.set_yscale("log")
     figure.suptitle(
-        f"{result['referrals']} lifecycles per load in each of {result.get('rounds', 1)} rounds, "
-        f"{result['server']} dev server, {result.get('baseline', 'bare')} baseline"
+        f"{result.referrals} lifecycles per load in each of {result.rounds} rounds, "
+        f"{result.server} dev server, {result.baseline} baseline"
     )
     figure.tight_layout()
     figure.savefig(path, dpi=110)

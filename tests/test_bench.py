@@ -1,10 +1,14 @@
 """The benchmarks still run and report every figure (tiny sizes: not a timed test)."""
 
 import json
+import math
+import os
+import statistics
 import subprocess
 import sys
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,26 +19,128 @@ from temporalio.worker import Worker
 from bench.bare import BaselineInput, noop
 from bench.baseline import BaselineWorkflow
 from bench.compare import Variant
-from bench.lifecycle import rotated
+from bench.harness import rotated, schedule
+from bench.loops import Load, merged
+from bench.results import LoadFigures
 from tests.factories import ROOT
 from workflows import RESPOND_BY_KEY, STATUS_KEY
 
 
-def bench(*args: str) -> dict[str, Any]:
+def bench(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-m", "bench", *args, "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
+        env=env,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     result: dict[str, Any] = json.loads(done.stdout)
     return result
 
 
-def test_lifecycle_reports_both_systems_at_every_load() -> None:
-    result = bench("lifecycle", "--referrals", "10", "--in-flight", "5", "--rounds", "3")
+def shape(value: Any) -> Any:
+    """What other tools rely on in a `--json` object: its keys in order, what each holds
+    (an object's keys, a list's items), and None for a number, a string or a list of them."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    if isinstance(value, list) and any(isinstance(item, dict) for item in value):
+        return [shape(item) for item in value]
+    return None
+
+
+def same_shape(result: dict[str, Any], expected: dict[str, Any]) -> bool:
+    return json.dumps(shape(result)) == json.dumps(expected)
+
+
+LOAD = dict.fromkeys(
+    ["system", "offered_per_s", "achieved_per_s", "action_p50_ms", "action_p99_ms"]
+)
+TRIPS = dict.fromkeys(
+    [
+        "activities",
+        "local_activities",
+        "updates",
+        "upserts",
+        "timers",
+        "workflow_tasks",
+        "history_events",
+        "history_kb",
+    ]
+)
+CPU = dict.fromkeys(["server", "worker", "bench"])
+LIFECYCLE = {
+    **dict.fromkeys(
+        [
+            "referrals",
+            "in_flight",
+            "rounds",
+            "server",
+            "baseline",
+            "referrals_per_s",
+            "baseline_per_s",
+            "ratio",
+            "round_ratios",
+            "action_p50_ms",
+            "action_p99_ms",
+            "baseline_action_p99_ms",
+            "p99_ratio",
+        ]
+    ),
+    "loads": [LOAD] * 6,  # saturation, 50 % and 90 %, each for both systems
+    "worker_peak_rss_mb": None,
+    "round_trips_per_lifecycle": {"baseline": TRIPS, "referrals": TRIPS},
+    "cpu_ms_per_lifecycle": {"baseline": CPU, "referrals": CPU},
+    "cpu_ratio": None,
+    "median_action_ms_at_saturation": None,
+}
+OPEN_RUN = dict.fromkeys(
+    [
+        "open_referrals",
+        "max_cached_workflows",
+        "worker_rss_mb",
+        "baseline_worker_rss_mb",
+        "server_rss_mb",
+        "rss_per_open_referral_kb",
+        "baseline_rss_per_open_kb",
+        "server_rss_per_open_kb",
+        "second_half_rss_per_open_kb",
+        "baseline_second_half_rss_per_open_kb",
+        "missed",
+    ]
+)
+BURST = dict.fromkeys(
+    [
+        "deadlines",
+        "burst_s",
+        "baseline_burst_s",
+        "burst_per_s",
+        "baseline_burst_per_s",
+        "drained",
+        "lost",
+    ]
+)
+HEAP = dict.fromkeys(
+    [
+        "open_referrals",
+        "max_cached_workflows",
+        "heap_per_open_referral_kb",
+        "heap_per_open_referral_past_cache_kb",
+    ]
+)
+LOOP = dict.fromkeys(["server_ms", "worker_ms", "workflow_tasks", "activities", "per_s"])
+
+
+def test_lifecycle_reports_both_systems_at_every_load(tmp_path: Path) -> None:
+    plot = tmp_path / "loads.png"
+    result = bench(
+        *("lifecycle", "--referrals", "10", "--in-flight", "5", "--rounds", "3"),
+        *("--plot", str(plot)),
+    )
+    assert same_shape(result, LIFECYCLE), shape(result)
+    assert (result["referrals"], result["in_flight"], result["rounds"]) == (10, 5, 3)
+    assert (result["server"], result["baseline"]) == ("sqlite (wal, synchronous=normal)", "bare")
     assert result["referrals_per_s"] > 0
     assert result["baseline_per_s"] > 0
     # The ratio is the median of the rounds' (each of unrounded rates run back to back).
@@ -42,16 +148,24 @@ def test_lifecycle_reports_both_systems_at_every_load() -> None:
     assert result["ratio"] == pytest.approx(sorted(result["round_ratios"])[1], abs=0.001)
     assert 0 < result["action_p50_ms"] <= result["action_p99_ms"]
     assert result["baseline_action_p99_ms"] > 0
-    assert result["p99_ratio"] > 0
+    assert result["p99_ratio"] == pytest.approx(
+        result["action_p99_ms"] / result["baseline_action_p99_ms"], rel=0.01
+    )
     systems = [load["system"] for load in result["loads"]]
     assert systems == ["baseline", "referrals"] * 3
+    for load in result["loads"]:
+        assert load["achieved_per_s"] > 0
+        assert 0 < load["action_p50_ms"] <= load["action_p99_ms"]
     offered = [load["offered_per_s"] for load in result["loads"]]
     half, most = (share * result["baseline_per_s"] for share in (0.5, 0.9))
     assert offered[:2] == [None, None]  # the closed loop, at saturation
     assert offered[2:] == pytest.approx([half, half, most, most], abs=0.02)
+    saturated = [load["achieved_per_s"] for load in result["loads"][:2]]
+    assert saturated == [result["baseline_per_s"], result["referrals_per_s"]]
+    assert result["median_action_ms_at_saturation"] > 0
     assert result["worker_peak_rss_mb"] > 0
     cpu = result["cpu_ms_per_lifecycle"]
-    assert set(cpu) == {"baseline", "referrals"}
+    assert all(ms > 0 for system in cpu.values() for ms in system.values())
     totals = {system: sum(cpu[system].values()) for system in cpu}
     assert result["cpu_ratio"] == pytest.approx(totals["baseline"] / totals["referrals"], abs=0.01)
     # Read from the histories: the same start, look-up, updates and (at least) activities.
@@ -62,33 +176,84 @@ def test_lifecycle_reports_both_systems_at_every_load() -> None:
     assert bare["workflow_tasks"] >= 4
     assert (referral["local_activities"], referral["updates"], referral["upserts"]) == (1, 3, 3)
     assert referral["activities"] >= 4  # an archive write more when an action arrives mid-write
+    assert referral["history_events"] > bare["history_events"] > 0
     assert referral["history_kb"] > bare["history_kb"] > 0
+    # --plot draws the same result.
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_open_referrals_all_become_missed() -> None:
     result = bench("open", "--referrals", "20", "--wait", "10", "--cache", "5")
+    assert same_shape(result, {**OPEN_RUN, "runs": [OPEN_RUN]}), shape(result)
     assert result["missed"] == 20
-    assert result["max_cached_workflows"] == 5
-    for key in (
+    assert (result["open_referrals"], result["max_cached_workflows"]) == (20, 5)
+    # One run a cache size; the first run's figures stand at the top.
+    assert result["runs"] == [{key: value for key, value in result.items() if key != "runs"}]
+    for process in ("worker_rss_mb", "baseline_worker_rss_mb", "server_rss_mb"):
+        assert result[process] > 0
+    for per_open in (
         "rss_per_open_referral_kb",
         "baseline_rss_per_open_kb",
+        "server_rss_per_open_kb",
         "second_half_rss_per_open_kb",
+        "baseline_second_half_rss_per_open_kb",
     ):
-        assert key in result
+        assert math.isfinite(result[per_open])
 
 
 def test_a_burst_of_deadlines_loses_none() -> None:
     result = bench("burst", "--referrals", "20")
+    assert same_shape(result, BURST), shape(result)
+    assert result["deadlines"] == 20
     assert result["drained"] is True
     assert result["lost"] == 0
     assert result["burst_per_s"] > 0
     assert result["baseline_burst_per_s"] > 0
+    assert result["burst_s"] >= 0
+    assert result["baseline_burst_s"] >= 0
+
+
+def test_a_worker_that_cannot_start_stops_the_bench_with_one_error() -> None:
+    """Instead of referrals that would wait for it forever."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "burst", "--referrals", "10"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "SENDGRID_FROM": "two\nlines"},  # the referral worker refuses it
+    )
+    assert done.returncode == 1
+    message = " ".join(done.stderr.split())
+    assert "error: the worker of task queue 'bench-waiting' exited with code 1" in message
 
 
 def test_heap_reports_the_cost_past_the_cache() -> None:
     result = bench("heap", "--referrals", "20", "--cache", "5")
-    assert result["open_referrals"] == 20
-    assert "heap_per_open_referral_past_cache_kb" in result
+    assert same_shape(result, HEAP), shape(result)
+    assert (result["open_referrals"], result["max_cached_workflows"]) == (20, 5)
+    assert math.isfinite(result["heap_per_open_referral_kb"])
+    assert math.isfinite(result["heap_per_open_referral_past_cache_kb"])
+
+
+def test_rounds_alternate_the_system_that_goes_first() -> None:
+    assert list(schedule(2)) == [
+        ("baseline", "baseline-1of2"),
+        ("referrals", "referrals-1of2"),
+        ("referrals", "referrals-2of2"),
+        ("baseline", "baseline-2of2"),
+    ]
+
+
+def test_a_load_reports_its_percentiles_and_its_rounds_merge_by_median() -> None:
+    latencies = [index / 1000 for index in range(1, 101)]  # 1 ms to 100 ms
+    load = Load("referrals", None, 7.5, latencies, ["w"])
+    assert load.figures() == LoadFigures("referrals", None, 7.5, 51.0, 100.0)
+    rounds = [Load("referrals", 4.0, rate, [rate], [str(rate)]) for rate in (3.0, 1.0, 2.0)]
+    merged_load = merged("referrals", 4.0, rounds)
+    assert merged_load.achieved_per_s == 2.0
+    assert merged_load.action_latencies_s == [3.0, 1.0, 2.0]
+    assert merged_load.workflow_ids == ["3.0", "1.0", "2.0"]
 
 
 async def test_the_baseline_with_visibility_makes_the_referrals_temporal_commands(
@@ -136,11 +301,27 @@ def test_compare_runs_every_variant_in_every_round() -> None:
         *("--referrals", "10", "--in-flight", "5", "--rounds", "2"),
     )
     variants = result["variants"]
+    assert same_shape(
+        result,
+        {
+            **dict.fromkeys(["referrals", "in_flight", "rounds"]),
+            "variants": [
+                {"variant": None, "env": env, **LOOP, "by_round": [LOOP] * 2}
+                for env in ({"REFERRALS_MAX_CONCURRENT_ACTIVITIES": None}, {})
+            ],
+        },
+    ), shape(result)
+    assert (result["referrals"], result["in_flight"], result["rounds"]) == (10, 5, 2)
     assert [v["variant"] for v in variants] == ["REFERRALS_MAX_CONCURRENT_ACTIVITIES=2", "defaults"]
     assert [v["env"] for v in variants] == [{"REFERRALS_MAX_CONCURRENT_ACTIVITIES": "2"}, {}]
     for variant in variants:
         assert len(variant["by_round"]) == 2
-        assert min(variant[key] for key in ("server_ms", "worker_ms", "per_s")) > 0
+        for loop in variant["by_round"]:
+            assert min(loop[key] for key in ("server_ms", "worker_ms", "per_s")) > 0
+        # The variant's figures are the medians of its rounds'.
+        for key in LOOP:
+            rounds = [loop[key] for loop in variant["by_round"]]
+            assert variant[key] == pytest.approx(statistics.median(rounds), abs=0.01)
         # A referral driven to Won: the lead and details emails, two archive writes or more.
         assert variant["activities"] >= 4
         assert variant["workflow_tasks"] >= 3

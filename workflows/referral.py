@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         StatusView,
         SuggestionRequest,
         legacy_referral_workflow_id,
+        referral_workflow_id,
     )
     from workflows.payloads import (
         InvalidAction,
@@ -221,7 +222,7 @@ class ReferralWorkflow:
         legacy = workflow_id == legacy_referral_workflow_id(rfi.id, referral.partner_id)
         if legacy and workflow.patched("injective-workflow-id"):
             legacy = False
-        expected = ReferralInput(rfi=rfi, partner_id=referral.partner_id).workflow_id
+        expected = referral_workflow_id(rfi.id, referral.partner_id)
         if workflow_id != expected and not legacy:
             raise ApplicationError(
                 f"the workflow id must be {expected!r} for RFI {rfi.id!r} "

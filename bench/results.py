@@ -1,0 +1,209 @@
+"""What `python -m bench ... --json` prints, typed: one frozen dataclass a JSON object,
+one field a key, in their order. Other tools read these objects: a field renamed here is a
+key renamed for them. The tables of `bench/__main__.py` and `bench/plot.py` read the same
+fields."""
+
+import dataclasses
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Figures):
+        return value.as_json()
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A result, or a part of one: `as_json()` is its JSON object (a part may flatten
+    itself into its parent's keys)."""
+
+    def as_json(self) -> dict[str, Any]:
+        return {field.name: _plain(getattr(self, field.name)) for field in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True)
+class BySystem(Figures, Generic[T]):
+    """One figure of each system: `{"baseline": ..., "referrals": ...}`."""
+
+    baseline: T
+    referrals: T
+
+    def items(self) -> list[tuple[str, T]]:
+        return [("baseline", self.baseline), ("referrals", self.referrals)]
+
+
+# `bench lifecycle`
+
+
+@dataclass(frozen=True)
+class LoadFigures(Figures):
+    system: str
+    offered_per_s: float | None  # None: closed loop at saturation
+    achieved_per_s: float
+    action_p50_ms: float
+    action_p99_ms: float
+
+
+@dataclass(frozen=True)
+class RoundTrips(Figures):
+    """What Temporal did for a lifecycle, on average, counted in its history."""
+
+    activities: float
+    local_activities: float
+    updates: float
+    upserts: float
+    timers: float
+    workflow_tasks: float
+    history_events: float
+    history_kb: float
+
+
+@dataclass(frozen=True)
+class CpuShares(Figures):
+    """CPU milliseconds per lifecycle, by process."""
+
+    server: float
+    worker: float
+    bench: float  # the bench's own client
+
+
+@dataclass(frozen=True)
+class ThroughputResult(Figures):
+    referrals: int  # lifecycles per load and round
+    in_flight: int
+    rounds: int
+    server: str
+    baseline: str
+    referrals_per_s: float
+    baseline_per_s: float
+    # The median of the rounds' ratios: each round runs both systems back to back.
+    ratio: float
+    round_ratios: tuple[float, ...]
+    action_p50_ms: float
+    action_p99_ms: float
+    baseline_action_p99_ms: float
+    p99_ratio: float
+    loads: tuple[LoadFigures, ...]
+    worker_peak_rss_mb: float
+    # Per lifecycle at saturation, from the histories: the same start, updates and
+    # activities for both, or the ratio compares different work.
+    round_trips_per_lifecycle: BySystem[RoundTrips]
+    cpu_ms_per_lifecycle: BySystem[CpuShares]
+    # On cores the processes share, throughput follows CPU per lifecycle: this ratio
+    # drifts less with the machine's speed than the rates do.
+    cpu_ratio: float
+    median_action_ms_at_saturation: float
+
+
+# `bench compare`
+
+
+@dataclass(frozen=True)
+class LoopFigures(Figures):
+    """One closed loop of a variant, per lifecycle: CPU ms of the server and the worker,
+    workflow tasks and activities; and its rate."""
+
+    server_ms: float
+    worker_ms: float
+    workflow_tasks: float
+    activities: float
+    per_s: float
+
+    @classmethod
+    def median(cls, by_round: list["LoopFigures"]) -> "LoopFigures":
+        return cls(
+            **{
+                name: round(statistics.median(getattr(loop, name) for loop in by_round), 2)
+                for name in (field.name for field in dataclasses.fields(cls))
+            }
+        )
+
+
+@dataclass(frozen=True)
+class VariantResult(Figures):
+    variant: str
+    env: dict[str, str]
+    median: LoopFigures  # over the rounds
+    by_round: tuple[LoopFigures, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        """The medians stand beside the variant's label, as the rounds' keys."""
+        return {
+            "variant": self.variant,
+            "env": self.env,
+            **self.median.as_json(),
+            "by_round": [loop.as_json() for loop in self.by_round],
+        }
+
+
+@dataclass(frozen=True)
+class CompareResult(Figures):
+    referrals: int  # lifecycles per loop
+    in_flight: int
+    rounds: int
+    variants: tuple[VariantResult, ...]
+
+
+# `bench open`
+
+
+@dataclass(frozen=True)
+class OpenRun(Figures):
+    """Memory with N referrals open (and N bare workflows beside them), one cache size."""
+
+    open_referrals: int
+    max_cached_workflows: int
+    worker_rss_mb: float
+    baseline_worker_rss_mb: float
+    server_rss_mb: float
+    rss_per_open_referral_kb: float
+    baseline_rss_per_open_kb: float
+    server_rss_per_open_kb: float
+    second_half_rss_per_open_kb: float
+    baseline_second_half_rss_per_open_kb: float
+    missed: int  # of the N, once their deadline passed
+
+
+@dataclass(frozen=True)
+class OpenResult(Figures):
+    runs: tuple[OpenRun, ...]  # one a cache size
+
+    def as_json(self) -> dict[str, Any]:
+        """The first run's figures, and every run's under "runs"."""
+        return {**self.runs[0].as_json(), "runs": [run.as_json() for run in self.runs]}
+
+
+# `bench burst`
+
+
+@dataclass(frozen=True)
+class BurstResult(Figures):
+    deadlines: int
+    burst_s: float  # NaN: not drained within the window
+    baseline_burst_s: float
+    burst_per_s: float | None  # None: not drained within the window
+    baseline_burst_per_s: float | None
+    # Both drained within the window; if not, `lost` counts the late ones as well.
+    drained: bool
+    lost: int
+
+
+# `bench heap`
+
+
+@dataclass(frozen=True)
+class HeapResult(Figures):
+    open_referrals: int
+    max_cached_workflows: int
+    heap_per_open_referral_kb: float
+    heap_per_open_referral_past_cache_kb: float
