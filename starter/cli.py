@@ -3,6 +3,7 @@
 import os
 import sys
 from dataclasses import asdict
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -12,9 +13,18 @@ import typer
 from starter import referrals
 from starter.archive_commands import db_app, history, list_referrals, partner_stats_command
 from starter.codec import CodecKeyError, codec_from_keys
-from starter.console import checked_id, fail, open_archive, print_json, read_rfi, run
+from starter.console import (
+    checked_id,
+    fail,
+    open_archive,
+    parse_duration,
+    print_json,
+    read_rfi,
+    run,
+)
 from starter.settings import Settings
-from workflows.models import Action, StatusView, referral_workflow_id
+from starter.ui import ListFilter, list_link, ready_made_views
+from workflows.models import Action, Status, StatusView, referral_workflow_id
 
 app = typer.Typer(
     help="Drive referral workflows on Temporal (settings come from the environment).",
@@ -140,6 +150,38 @@ def codec_server(
         serve(codec, host=host, port=port, cors_origin=settings.codec_cors_origin, token=token)
     except ExposedWithoutTokenError as error:
         fail(str(error))
+
+
+@app.command()
+def ui(
+    status: Annotated[
+        list[Status] | None, typer.Option(help="A status (the option may repeat).")
+    ] = None,
+    rfi: Annotated[str | None, typer.Option(help="One RFI's referrals.")] = None,
+    partner: Annotated[str | None, typer.Option(help="One partner's referrals.")] = None,
+    due_within: Annotated[
+        str | None,
+        typer.Option(help="Whose running deadline falls within this ISO 8601 duration (PT24H)."),
+    ] = None,
+) -> None:
+    """Print a Temporal UI link listing the referrals that match; with no filter, the
+    ready-made views (REFERRALS_UI_URL, default http://localhost:8233)."""
+    settings = Settings()
+    now = datetime.now(UTC)
+    views: list[tuple[str, ListFilter]]
+    if status or rfi or partner or due_within:
+        chosen = ListFilter(
+            statuses=tuple(status or ()),
+            rfi_id=None if rfi is None else checked_id(rfi, "RFI id"),
+            partner_id=None if partner is None else checked_id(partner, "partner id"),
+            due_before=None if due_within is None else now + parse_duration(due_within),
+        )
+        views = [("", chosen)]
+    else:
+        views = ready_made_views(now)
+    for title, chosen in views:
+        link = list_link(settings.ui_url, settings.temporal_namespace, chosen.query())
+        typer.echo(f"{title}: {link}" if title else link)
 
 
 @app.command()

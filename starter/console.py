@@ -108,6 +108,20 @@ def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, default=str))
 
 
+DURATION = TypeAdapter(timedelta)
+
+
+def parse_duration(value: str) -> timedelta:
+    """An ISO 8601 duration (PT24H, P2D) longer than zero."""
+    try:
+        duration = DURATION.validate_python(value, strict=False)
+    except ValidationError:
+        fail(f"{value!r} is not an ISO 8601 duration (PT24H, P2D)")
+    if duration <= timedelta(0):
+        fail(f"{value!r} is not longer than zero")
+    return duration
+
+
 WHEN = TypeAdapter(datetime | date)
 
 

@@ -20,6 +20,7 @@ from starter import referrals
 from starter.client import connect
 from starter.processes import running
 from starter.settings import Settings
+from starter.ui import list_link, ready_made_views
 from workflows import SEARCH_ATTRIBUTE_KEYS
 from workflows.models import Rfi
 
@@ -76,7 +77,8 @@ async def wait_for_server(settings: Settings, server: subprocess.Popen[bytes]) -
         raise referrals.ReferralError("the Temporal dev server did not start in 60 s") from None
 
 
-async def run_demo(client: Client) -> None:
+async def run_demo(client: Client) -> str:
+    """Send the demo RFI; its id."""
     data = json.loads((SAMPLES / "rfi.json").read_text())
     now = datetime.now(UTC)
     data.update(
@@ -104,6 +106,14 @@ async def run_demo(client: Client) -> None:
         "acme-consulting: interested, then accepted (Negotiating); globex: no thanks (Skipped);"
         " initech stays silent: a reminder after 1 minute, Missed after 2."
     )
+    return rfi.id
+
+
+def print_views(ui_url: str, rfi_id: str) -> None:
+    """The ready-made list views, as links into the UI (`referrals ui` prints them too)."""
+    print("Ready-made views in the Web UI:")
+    for title, view in ready_made_views(datetime.now(UTC), rfi_id):
+        print(f"  {title}: {list_link(ui_url, 'default', view.query())}")
 
 
 def run_dev(*, db_file: Path, port: int, ui_port: int, demo: bool) -> None:
@@ -126,8 +136,8 @@ def run_dev(*, db_file: Path, port: int, ui_port: int, demo: bool) -> None:
             asyncio.run(wait_for_server(settings, server))
             print(f"Temporal dev server on {address}, Web UI on http://localhost:{ui_port}")
             with running([sys.executable, "-m", "worker"], env=env) as worker:
-                if demo:
-                    asyncio.run(_demo(settings))
+                rfi_id = asyncio.run(_demo(settings)) if demo else "rfi-1001"
+                print_views(f"http://localhost:{ui_port}", rfi_id)
                 print(
                     f"Watch it: http://localhost:{ui_port}/namespaces/default/workflows"
                     f"  (emails land in {settings.outbox_dir}/). Ctrl-C stops everything."
@@ -156,8 +166,8 @@ def _interrupt(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-async def _demo(settings: Settings) -> None:
+async def _demo(settings: Settings) -> str:
     try:
-        await run_demo(await connect(settings))
+        return await run_demo(await connect(settings))
     except (TemporalError, RuntimeError) as error:
         raise referrals.ReferralError(f"the demo failed: {error}") from None

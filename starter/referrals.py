@@ -24,6 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from workflows import PARTNER_KEY, RFI_KEY, TASK_QUEUE
 from workflows.lifecycle import Referral
+from workflows.metadata import summary
 from workflows.models import (
     ReferralInput,
     Rfi,
@@ -75,6 +76,8 @@ async def submit(
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 # Visible to operators at once; the workflow then upserts only changes.
                 search_attributes=start_attributes(Referral(rfi, partner_id)),
+                # The list's and the referral page's one line: ids and where, no one's contact.
+                static_summary=summary(rfi.id, partner_id, rfi.region, rfi.location),
             )
         except WorkflowAlreadyStartedError:
             return referral.workflow_id, False

@@ -36,8 +36,9 @@ def now_utc() -> datetime:
 
 
 def fresh_rfi(**changes: Any) -> Rfi:
-    """An RFI received now by this machine's clock: the dev server's and a worker process's."""
-    return make_rfi(received_at=now_utc().isoformat(), **changes)
+    """An RFI received now by this machine's clock (the dev server's and a worker's), unless
+    ``received_at`` is given."""
+    return make_rfi(**{"received_at": now_utc().isoformat(), **changes})
 
 
 async def received_now(env: WorkflowEnvironment, **changes: Any) -> Rfi:

@@ -39,6 +39,7 @@ from tests.emails import SENDER
 from tests.factories import ROOT, SAMPLES
 from worker import SANDBOX, build_worker
 from workflows import SEARCH_ATTRIBUTE_KEYS
+from workflows.metadata import summary
 from workflows.models import ReferralInput, Rfi, StatusView
 from workflows.referral import ReferralWorkflow
 
@@ -250,10 +251,15 @@ def with_sendgrid(settings: Settings, endpoint: HTTPServer) -> Settings:
 async def start_referral(
     client: Client, task_queue: str, rfi: Rfi, partner: str = "acme-consulting"
 ) -> ReferralHandle:
-    """The referral's run, under the workflow id `referrals submit` gives it."""
+    """The referral's run, under the workflow id and with the summary `referrals submit`
+    gives it (but no search attribute: the workflow upserts them all)."""
     referral = ReferralInput(rfi=rfi, partner_id=partner)
     return await client.start_workflow(
-        ReferralWorkflow.run, referral, id=referral.workflow_id, task_queue=task_queue
+        ReferralWorkflow.run,
+        referral,
+        id=referral.workflow_id,
+        task_queue=task_queue,
+        static_summary=summary(rfi.id, partner, rfi.region, rfi.location),
     )
 
 

@@ -13,7 +13,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client
+from temporalio.common import RawValue
 from temporalio.testing import WorkflowEnvironment
 
 from starter import referrals
@@ -22,7 +24,7 @@ from starter.codec import CodecKeyError, EncryptionCodec, parse_keys
 from starter.codec_server import build_codec_app
 from starter.settings import Settings
 from tests.factories import fresh_rfi
-from tests.servers import run_referrals
+from tests.servers import run_referrals, stop_running
 from worker import build_worker
 from workflows.models import Status
 from workflows.referral import ReferralWorkflow
@@ -210,3 +212,52 @@ async def test_history_holds_no_customer_contact_in_clear_and_rotated_keys_read_
     )
     assert command.returncode == 0, command.stderr
     assert json.loads(command.stdout)["customer"]["email"] == "maria.lopez@lopez-logistics.example"
+
+
+async def test_summaries_and_details_are_encrypted_and_the_codec_server_reads_them(
+    dev_env: WorkflowEnvironment,
+    settings: Settings,
+    executor: ThreadPoolExecutor,
+    codec_server: Codec,
+) -> None:
+    """The UI reads a referral's summary, labels and current details through the codec
+    server; the server stores none of them in clear."""
+    target = dev_env.client.service_client.config.target_host
+    encrypted = with_keys(settings.model_copy(update={"temporal_address": target}), spec(OLD))
+    client = await connect(encrypted)
+    queue = f"referrals-encrypted-{uuid.uuid4()}"
+    rfi = fresh_rfi()
+    async with build_worker(client, encrypted, executor, task_queue=queue):
+        await referrals.submit(client, rfi, ["acme-consulting"], task_queue=queue)
+        await referrals.act(client, rfi.id, "acme-consulting", "interested", {})
+        handle = client.get_workflow_handle_for(
+            ReferralWorkflow.run, f"referral:{rfi.id}:acme-consulting"
+        )
+        metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+        assert "- **Status:** Evaluating" in metadata.current_details
+        raw_answer = await dev_env.client.get_workflow_handle(handle.id).query(
+            "__temporal_workflow_metadata", result_type=RawValue
+        )
+        await stop_running(handle)
+
+    assert raw_answer.payload.metadata["encoding"] == b"binary/encrypted"
+    assert b"Evaluating" not in raw_answer.payload.data
+    raw = await dev_env.client.get_workflow_handle(handle.id).fetch_history()
+    sealed = [
+        event.user_metadata.summary
+        for event in raw.events
+        if event.HasField("user_metadata") and event.user_metadata.HasField("summary")
+    ]
+    assert len(sealed) >= 4  # the run's summary, a timer, the lead and an archive write
+    assert {p.metadata["encoding"] for p in sealed} == {b"binary/encrypted"}
+    stored = raw.to_json()
+    for clear in (f"{rfi.id} -> acme-consulting", "lead email to the partner", "deadline:"):
+        assert clear not in stored
+    decoded = await codec_server.post("/decode", data=body(*sealed), headers=HEADERS)
+    assert decoded.status == 200
+    labels = [
+        json.loads(p.data) for p in json_format.Parse(await decoded.text(), Payloads()).payloads
+    ]
+    assert labels[0] == f"{rfi.id} -> acme-consulting (emea / Berlin)"
+    assert "lead email to the partner" in labels
+    assert any(label.startswith("decide deadline: Expired at ") for label in labels)

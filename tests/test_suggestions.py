@@ -18,6 +18,7 @@ from tests.emails import body, parse_eml
 from tests.factories import SAMPLES, act, make_rfi, sample_contact
 from tests.servers import running_worker
 from workflows.lifecycle import Referral
+from workflows.metadata import summary
 from workflows.models import PartnerContact, ReferralInput, Rfi, Status, StatusView
 from workflows.referral import ReferralWorkflow
 from workflows.visibility import partners_of_rfi, start_attributes
@@ -112,6 +113,7 @@ async def start(
         id=referral.workflow_id,
         task_queue=task_queue,
         search_attributes=start_attributes(Referral(rfi, partner)),
+        static_summary=summary(rfi.id, partner, rfi.region, rfi.location),
     )
 
 

@@ -33,6 +33,16 @@ with workflow.unsafe.imports_passed_through():
     from workflows import WORKFLOW_TYPE
     from workflows.bookkeeping import Bookkeeping
     from workflows.lifecycle import ActionRejected, Referral
+    from workflows.metadata import (
+        EMAIL_LABELS,
+        LOOKUP_LABEL,
+        STARTING_LABEL,
+        SUGGESTIONS_LABEL,
+        archive_label,
+        current_details,
+        email_pause_label,
+        wakeup_label,
+    )
     from workflows.models import (
         ContactLookup,
         Continuation,
@@ -148,7 +158,7 @@ class ReferralWorkflow:
             self._launch(email_id)
         while not referral.closed:
             changed = self._changed_since(self._books.changes)
-            if not await self._wait(changed, referral.next_wakeup()):
+            if not await self._wait(changed, referral.next_wakeup(), wakeup_label(referral)):
                 await self._continue_as_new()
             self._apply(referral.fire_due(workflow.now()))
         if not await self._wait(self._all_done):
@@ -183,6 +193,7 @@ class ReferralWorkflow:
         except ActionRejected as rejected:
             workflow.logger.warning("Signal %.64r refused: %s", name, rejected.reason)
             referral.reject(name, now, rejected.reason)
+            self._show()
 
     @workflow.update(dynamic=True)
     async def on_update(self, name: str, args: Sequence[RawValue]) -> StatusView:
@@ -192,7 +203,9 @@ class ReferralWorkflow:
                 # A caller waits a little while the partner's contact is looked up, not forever.
                 try:
                     await workflow.wait_condition(
-                        lambda: self.referral.started, timeout=STARTING_WAIT
+                        lambda: self.referral.started,
+                        timeout=STARTING_WAIT,
+                        timeout_summary=STARTING_LABEL,
                     )
                 except TimeoutError:
                     raise ActionRejected(
@@ -248,6 +261,7 @@ class ReferralWorkflow:
                 return await workflow.execute_local_activity_method(
                     DirectoryActivities.look_up_contact,
                     lookup,
+                    summary=LOOKUP_LABEL,
                     start_to_close_timeout=timedelta(seconds=5),
                     retry_policy=QUICK_LOOKUP_RETRY,
                 )
@@ -262,6 +276,7 @@ class ReferralWorkflow:
             return await workflow.execute_activity_method(
                 DirectoryActivities.look_up_contact,
                 lookup,
+                summary=LOOKUP_LABEL,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 schedule_to_close_timeout=max(left, timedelta(minutes=10)),
                 retry_policy=LOOKUP_RETRY,
@@ -301,6 +316,7 @@ class ReferralWorkflow:
                 self._apply(referral.act(action, payload, now))
             except ActionRejected as rejected:  # e.g. the referral was late and is Missed
                 referral.reject(waiting.name, now, rejected.reason)
+        self._show()
 
     # --- Running ------------------------------------------------------------------------
 
@@ -310,13 +326,18 @@ class ReferralWorkflow:
         except InvalidAction as error:
             raise ActionRejected(name, self.referral.status, str(error)) from None
 
-    async def _wait(self, done: Callable[[], bool], until: datetime | None = None) -> bool:
-        """Wait for ``done`` or the time ``until``; False: continue as new first."""
+    async def _wait(
+        self, done: Callable[[], bool], until: datetime | None = None, label: str | None = None
+    ) -> bool:
+        """Wait for ``done`` or the time ``until`` (a timer labelled ``label``); False:
+        continue as new first."""
         timeout = None if until is None else (until - workflow.now()).total_seconds()
         if timeout is None or timeout > 0:
             with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
-                    lambda: done() or self._continue_due(), timeout=timeout
+                    lambda: done() or self._continue_due(),
+                    timeout=timeout,
+                    timeout_summary=label,
                 )
         return done() or not self._continue_due()
 
@@ -383,6 +404,11 @@ class ReferralWorkflow:
         changes = changed_attributes(self.referral, workflow.info().typed_search_attributes)
         if changes:
             workflow.upsert_search_attributes(changes)
+        self._show()
+
+    def _show(self) -> None:
+        """What the UI and the metadata query show of the referral now."""
+        workflow.set_current_details(current_details(self.referral))
 
     async def _keep_archived(self) -> None:
         """Record the referral when it starts and after each transition, one write at a time."""
@@ -403,6 +429,7 @@ class ReferralWorkflow:
                     await workflow.execute_activity_method(
                         ArchiveActivities.record_referral,
                         referral.view(),
+                        summary=archive_label(count),
                         start_to_close_timeout=ACTIVITY_TIMEOUT,
                         schedule_to_close_timeout=ARCHIVE_ROUND,
                         retry_policy=ARCHIVE_RETRY,
@@ -439,7 +466,9 @@ class ReferralWorkflow:
                 pending = pending.model_copy(update={"request": email, "suggestions_asked": True})
                 self._books.pending[email_id] = pending
             if pending.next_attempt_at is not None and pending.next_attempt_at > workflow.now():
-                await workflow.sleep(pending.next_attempt_at - workflow.now())
+                await workflow.sleep(
+                    pending.next_attempt_at - workflow.now(), summary=email_pause_label(email.kind)
+                )
             left = pending.give_up_at - workflow.now()
             if left <= timedelta(0):
                 self._settle(email_id, EmailOutcome.FAILED, "not sent within 24 hours")
@@ -448,6 +477,7 @@ class ReferralWorkflow:
                 await workflow.execute_activity_method(
                     EmailActivities.send_email,
                     email,
+                    summary=EMAIL_LABELS[email.kind],
                     start_to_close_timeout=ACTIVITY_TIMEOUT,
                     schedule_to_close_timeout=left,
                     retry_policy=EMAIL_RETRY,
@@ -485,6 +515,7 @@ class ReferralWorkflow:
             workflow.logger.warning("Email %s failed: %s", email_id, error)
         self.referral.record_email(email_id, outcome, error)
         del self._books.pending[email_id]
+        self._show()
 
     async def _alternatives(self) -> list[str] | None:
         """Partners to suggest to the customer; None if they cannot be known in time."""
@@ -499,6 +530,7 @@ class ReferralWorkflow:
             return await workflow.execute_activity_method(
                 SuggestionActivities.suggest_partners,
                 request,
+                summary=SUGGESTIONS_LABEL,
                 start_to_close_timeout=ACTIVITY_TIMEOUT,
                 schedule_to_close_timeout=timedelta(minutes=10),
                 retry_policy=SUGGESTIONS_RETRY,
