@@ -3,18 +3,21 @@
 Starts a dev server (fresh SQLite file, free ports) and the worker, walks four referrals of
 one RFI to New, Evaluating, Negotiating and Skipped, then has headless Chromium (Debian's
 `chromium-headless-shell` or `chromium`) photograph the UI: the list filtered by status and
-one referral's page with its summary, details and labelled timeline.
+one referral's page: its summary and details, and its labelled timeline.
 """
 
 import asyncio
+import base64
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
+
+import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,23 +43,51 @@ def browser() -> str:
 
 
 def photograph(url: str, path: Path, height: int = 900) -> None:
-    subprocess.run(
-        [
-            browser(),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            f"--window-size=1440,{height}",
-            "--virtual-time-budget=15000",
-            f"--screenshot={path}",
-            url,
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    path.write_bytes(asyncio.run(capture(url, height)))
     print(f"wrote {path.relative_to(ROOT)}")
+
+
+async def capture(url: str, height: int, settle_s: float = 8) -> bytes:
+    """Chromium, driven over its DevTools protocol: open the page, let the UI load and
+    render for ``settle_s`` (a live page never goes idle), capture it."""
+    port = free_port()
+    command = [
+        browser(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        f"--window-size=1440,{height}",
+        f"--remote-debugging-port={port}",
+        "about:blank",
+    ]
+    with running(command, quiet=True, grace=5):
+        async with aiohttp.ClientSession() as session:
+            pages = []
+            for _ in range(60):
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/json/list") as answer:
+                        pages = [p for p in await answer.json() if p["type"] == "page"]
+                    if pages:
+                        break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.5)
+            async with session.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                calls = iter(range(1, 1000))
+
+                async def call(method: str, **params: object) -> dict[str, object]:
+                    number = next(calls)
+                    await ws.send_json({"id": number, "method": method, "params": params})
+                    while True:
+                        message = await ws.receive_json()
+                        if message.get("id") == number:
+                            return dict(message.get("result", {}))
+
+                await call("Page.navigate", url=url)
+                await asyncio.sleep(settle_s)
+                shot = await call("Page.captureScreenshot", format="png")
+    return base64.b64decode(str(shot["data"]))
 
 
 async def walk(settings: Settings) -> Rfi:
@@ -85,6 +116,11 @@ async def walk(settings: Settings) -> Rfi:
     return rfi
 
 
+async def latest_run(settings: Settings, workflow_id: str) -> str:
+    description = await (await connect(settings)).get_workflow_handle(workflow_id).describe()
+    return description.run_id
+
+
 def main() -> None:
     port, ui_port = free_port(), free_port()
     ui = f"http://localhost:{ui_port}"
@@ -108,8 +144,10 @@ def main() -> None:
             listed = ListFilter(statuses=(Status.NEGOTIATING, Status.EVALUATING), rfi_id=rfi.id)
             photograph(list_link(ui, "default", listed.query()), OUT / "list-by-status.png")
             workflow_id = referral_workflow_id(rfi.id, "acme-consulting")
-            page = f"{ui}/namespaces/default/workflows/{workflow_id}"
-            photograph(page, OUT / "referral-page.png", height=1400)
+            run_id = asyncio.run(latest_run(settings, workflow_id))
+            page = f"{ui}/namespaces/default/workflows/{quote(workflow_id, safe='')}/{run_id}"
+            photograph(f"{page}/user-metadata", OUT / "referral-details.png", height=700)
+            photograph(f"{page}/timeline", OUT / "referral-timeline.png", height=1100)
 
 
 if __name__ == "__main__":
