@@ -122,3 +122,21 @@ class TransitionRow(Base):
     reason: Mapped[str | None] = mapped_column(Text)
 
     referral: Mapped[ReferralRow] = relationship(back_populates="transitions")
+
+
+class EventRow(Base):
+    """An event for other systems, written with its transition (a transactional outbox).
+    `position` orders events as they were recorded; `event_id`, `{workflow_id}.{seq}`,
+    keeps any retry or replay from storing one twice."""
+
+    __tablename__ = "referral_events"
+
+    position: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(200), unique=True)
+    workflow_id: Mapped[str] = mapped_column(String(160), ForeignKey("referrals.workflow_id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(32))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    body: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_referral_events_workflow_seq", "workflow_id", "seq"),)

@@ -9,12 +9,14 @@ from sqlalchemy import Engine, Executable, Select, Table, and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
-from archive.schema import ReferralRow, TransitionRow
+from archive.events import ReferralEvent, events_of
+from archive.schema import EventRow, ReferralRow, TransitionRow
 from workflows.lifecycle import CLOSED_STATUSES
 from workflows.models import EmailKind, Status, StatusView, Transition, referral_workflow_id
 
 REFERRALS = cast(Table, ReferralRow.__table__)
 TRANSITIONS = cast(Table, TransitionRow.__table__)
+EVENTS = cast(Table, EventRow.__table__)
 
 
 @dataclass(frozen=True)
@@ -30,21 +32,27 @@ class ReferralFilter:
 class ArchiveStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._upsert_referral, self._insert_transitions = _record_statements(engine.dialect.name)
+        self._upsert_referral, self._insert_transitions, self._insert_events = _record_statements(
+            engine.dialect.name
+        )
 
     def record(self, view: StatusView, workflow_id: str | None = None) -> int:
         """Write the referral as the view shows it; returns how many transitions were new.
 
         Keyed on (workflow id, transition seq): a retried activity or a replayed workflow
         writes nothing twice, and a write older than what is stored never overwrites it.
-        Two statements in one transaction, each atomic on its own (an upsert of the row
-        guarded by the transition count, an insert of the transitions that skips those
-        already there), so that concurrent writers need no lock of their own.
+        Three statements in one transaction, each atomic on its own (an upsert of the row
+        guarded by the transition count, an insert of the transitions and one of their
+        events, each skipping those already there), so that concurrent writers need no
+        lock of their own, and no transition is archived without its event.
         """
         # The run's own id: runs started under the earlier id scheme keep their rows.
         workflow_id = workflow_id or referral_workflow_id(view.rfi_id, view.partner_id)
         with self.engine.begin() as connection:
             connection.execute(self._upsert_referral, _referral_values(workflow_id, view))
+            connection.execute(
+                self._insert_events, [_event_values(e) for e in events_of(workflow_id, view)]
+            )
             if not view.transitions:
                 return 0
             added = connection.execute(
@@ -97,6 +105,16 @@ class ArchiveStore:
                 .options(selectinload(ReferralRow.transitions))
             )
 
+    def events(
+        self, *, after: int = 0, workflow_id: str | None = None, limit: int = 1000
+    ) -> list[EventRow]:
+        """Events in the order they were recorded, from the position ``after`` on."""
+        query = select(EventRow).where(EventRow.position > after)
+        if workflow_id is not None:
+            query = query.where(EventRow.workflow_id == workflow_id)
+        with Session(self.engine) as session:
+            return list(session.scalars(query.order_by(EventRow.position).limit(limit)))
+
     def find(self, rfi_id: str, partner_id: str) -> ReferralRow | None:
         """The referral of an (RFI, partner) pair, whichever id scheme its run had."""
         with Session(self.engine) as session:
@@ -135,16 +153,19 @@ def _filtered(
     return query.where(*conditions)
 
 
-def _record_statements(dialect: str) -> tuple[Executable, Executable]:
+def _record_statements(dialect: str) -> tuple[Executable, Executable, Executable]:
     """Built once per store, in the two dialects the archive runs on (INSERT ... ON
-    CONFLICT): the referral's upsert, guarded by its transition count, and the insert of
-    transitions that returns the seqs it added."""
+    CONFLICT): the referral's upsert, guarded by its transition count, the insert of
+    transitions that returns the seqs it added, and the insert of their events."""
     referral: sqlite.Insert | postgresql.Insert
     transitions: sqlite.Insert | postgresql.Insert
+    events: sqlite.Insert | postgresql.Insert
     if dialect == "postgresql":
         referral, transitions = postgresql.insert(REFERRALS), postgresql.insert(TRANSITIONS)
+        events = postgresql.insert(EVENTS)
     elif dialect == "sqlite":
         referral, transitions = sqlite.insert(REFERRALS), sqlite.insert(TRANSITIONS)
+        events = sqlite.insert(EVENTS)
     else:
         raise ValueError(f"the archive runs on SQLite or PostgreSQL, not {dialect}")
     newer = referral.excluded
@@ -156,7 +177,8 @@ def _record_statements(dialect: str) -> tuple[Executable, Executable]:
     insert = transitions.on_conflict_do_nothing(
         index_elements=[TRANSITIONS.c.workflow_id, TRANSITIONS.c.seq]
     ).returning(TRANSITIONS.c.seq)
-    return upsert, insert
+    insert_events = events.on_conflict_do_nothing(index_elements=[EVENTS.c.event_id])
+    return upsert, insert, insert_events
 
 
 def _referral_values(workflow_id: str, view: StatusView) -> dict[str, Any]:
@@ -201,4 +223,15 @@ def _transition_values(workflow_id: str, transition: Transition) -> dict[str, An
         "cause_kind": str(transition.cause.kind),
         "cause_name": transition.cause.name,
         "reason": transition.reason,
+    }
+
+
+def _event_values(event: ReferralEvent) -> dict[str, Any]:
+    return {
+        "event_id": event.id,
+        "workflow_id": event.data.workflow_id,
+        "seq": event.data.seq,
+        "type": event.type,
+        "occurred_at": event.timestamp,
+        "body": event.body(),
     }

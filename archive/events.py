@@ -1,0 +1,118 @@
+"""The events other systems hear: one when a referral starts, one per transition.
+
+Built from the archived view, in the archive's own transaction (a transactional outbox):
+no transition is archived without its event, and an event's id, `{workflow_id}.{seq}`,
+keeps a retried or replayed write from storing it twice. A body holds ids, statuses,
+times, the cause and the deal's figures: never the customer's contact, never a partner's
+free text (a receiver that needs more reads the `status` query).
+"""
+
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import Field
+
+from workflows.models import Deal, ExactAmount, Status, StatusView, Transition, WireModel
+
+CREATED = "referral.created"
+EVENT_TYPES: Mapping[Status, str] = {
+    status: f"referral.{str(status).lower()}" for status in Status if status is not Status.NEW
+}
+DEAL_STATUSES = frozenset({Status.NEGOTIATING, Status.WON, Status.LOST})
+
+
+class EventCause(WireModel):
+    kind: Literal["start", "action", "deadline"]
+    name: str
+
+
+class EventDeal(WireModel):
+    estimated_deal_value: ExactAmount
+    currency: str
+    estimated_close_date: date
+    final_deal_value: ExactAmount | None = None
+
+
+class EventData(WireModel):
+    workflow_id: str
+    rfi_id: str
+    partner_id: str
+    seq: int  # 0 for referral.created, then the transition's
+    from_: Status | None = Field(alias="from")
+    to: Status
+    cause: EventCause
+    effective_at: datetime
+    processed_at: datetime
+    reason_code: str | None = None  # once the lifecycle has reason codes
+    deal: EventDeal | None = None
+
+
+class ReferralEvent(WireModel):
+    type: str
+    timestamp: datetime  # the transition's effective time
+    data: EventData
+
+    @property
+    def id(self) -> str:
+        """The `webhook-id`: the same on every retry and replay."""
+        return event_id(self.data.workflow_id, self.data.seq)
+
+    def body(self) -> str:
+        return self.model_dump_json()
+
+
+def event_id(workflow_id: str, seq: int) -> str:
+    return f"{workflow_id}.{seq}"
+
+
+def events_of(workflow_id: str, view: StatusView) -> list[ReferralEvent]:
+    """Every event the view stands for, in order: created (at receipt: when the referral
+    entered New), then one per transition."""
+    created = ReferralEvent(
+        type=CREATED,
+        timestamp=view.received_at,
+        data=EventData(
+            workflow_id=workflow_id,
+            rfi_id=view.rfi_id,
+            partner_id=view.partner_id,
+            seq=0,
+            from_=None,
+            to=Status.NEW,
+            cause=EventCause(kind="start", name="submit"),
+            effective_at=view.received_at,
+            processed_at=view.received_at,
+        ),
+    )
+    return [created, *(_transition_event(workflow_id, view, t) for t in view.transitions)]
+
+
+def _transition_event(workflow_id: str, view: StatusView, transition: Transition) -> ReferralEvent:
+    return ReferralEvent(
+        type=EVENT_TYPES[transition.to],
+        timestamp=transition.effective_at,
+        data=EventData(
+            workflow_id=workflow_id,
+            rfi_id=view.rfi_id,
+            partner_id=view.partner_id,
+            seq=transition.seq,
+            from_=transition.from_,
+            to=transition.to,
+            cause=EventCause(kind=transition.cause.kind, name=str(transition.cause.name)),
+            effective_at=transition.effective_at,
+            processed_at=transition.processed_at,
+            deal=_deal(view.deal, transition.to),
+        ),
+    )
+
+
+def _deal(deal: Deal | None, to: Status) -> EventDeal | None:
+    """The figures from acceptance on; the final value only with the win itself."""
+    if deal is None or to not in DEAL_STATUSES:
+        return None
+    return EventDeal(
+        estimated_deal_value=deal.estimated_deal_value,
+        currency=deal.currency,
+        estimated_close_date=deal.estimated_close_date,
+        final_deal_value=deal.final_deal_value if to is Status.WON else None,
+    )

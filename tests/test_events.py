@@ -1,0 +1,100 @@
+"""Events for other systems, written by the archive with their transitions (no server)."""
+
+import json
+from datetime import timedelta
+
+from archive.events import events_of
+from archive.store import ArchiveStore
+from tests.factories import (
+    ACCEPT,
+    DISTINCTIVE_CUSTOMER,
+    DISTINCTIVE_TRACES,
+    RECEIVED_AT,
+    act,
+    make_rfi,
+    started,
+)
+from workflows.models import Status
+
+T0 = RECEIVED_AT
+HOUR = timedelta(hours=1)
+REASON = "Quentin's budget went to Haulagecorp"  # a partner's free text may hold anything
+
+
+def test_every_path_records_its_events_once_and_in_order(store: ArchiveStore) -> None:
+    referral, _ = started(make_rfi(customer=DISTINCTIVE_CUSTOMER))
+    store.record(referral.view())
+    act(referral, "interested", None, T0 + HOUR)
+    evaluating = referral.view()
+    act(referral, "accept", ACCEPT, T0 + 2 * HOUR)
+    act(referral, "won", {"final_deal_value": "26500.5"}, T0 + 3 * HOUR)
+    store.record(referral.view())  # two transitions in one write
+    store.record(evaluating)  # a slow, older write arriving last
+    store.record(referral.view())  # a retried write
+
+    rows = store.events(workflow_id=referral.workflow_id)
+    assert [(row.seq, row.type) for row in rows] == [
+        (0, "referral.created"),
+        (1, "referral.evaluating"),
+        (2, "referral.negotiating"),
+        (3, "referral.won"),
+    ]
+    assert [row.event_id for row in rows] == [f"{referral.workflow_id}.{n}" for n in range(4)]
+    positions = [row.position for row in rows]
+    assert positions == sorted(positions)
+    bodies = [json.loads(row.body) for row in rows]
+    assert bodies[1] == {
+        "type": "referral.evaluating",
+        "timestamp": "2026-11-25T10:00:00Z",
+        "data": {
+            "workflow_id": referral.workflow_id,
+            "rfi_id": referral.rfi.id,
+            "partner_id": "acme-consulting",
+            "seq": 1,
+            "from": "New",
+            "to": "Evaluating",
+            "cause": {"kind": "action", "name": "interested"},
+            "effective_at": "2026-11-25T10:00:00Z",
+            "processed_at": "2026-11-25T10:00:00Z",
+            "reason_code": None,
+            "deal": None,
+        },
+    }
+    assert bodies[0]["data"]["from"] is None
+    assert bodies[0]["data"]["cause"] == {"kind": "start", "name": "submit"}
+    assert bodies[2]["data"]["deal"] == {
+        "estimated_deal_value": "25000.00",
+        "currency": "EUR",
+        "estimated_close_date": "2027-03-31",
+        "final_deal_value": None,
+    }
+    assert bodies[3]["data"]["deal"]["final_deal_value"] == "26500.5"
+
+
+def test_a_deadline_event_names_the_deadline_and_its_own_time(store: ArchiveStore) -> None:
+    referral, _ = started()
+    referral.fire_due(T0 + 80 * HOUR)
+    store.record(referral.view())
+    [created, missed] = [json.loads(row.body) for row in store.events()]
+    assert created["type"] == "referral.created"
+    assert missed["type"] == "referral.missed"
+    assert missed["timestamp"] == "2026-11-28T09:00:00Z"  # the deadline, not when processed
+    assert missed["data"]["cause"] == {"kind": "deadline", "name": "respond"}
+    assert missed["data"]["processed_at"] == "2026-11-28T17:00:00Z"
+
+
+def test_no_event_holds_the_customer_contact_or_a_partner_reason() -> None:
+    for path in (
+        [("no_thanks", {"reason": REASON})],
+        [("interested", None), ("decline", {"reason": REASON})],
+        [("interested", None), ("accept", ACCEPT), ("lost", {"reason": REASON})],
+    ):
+        referral, _ = started(make_rfi(customer=DISTINCTIVE_CUSTOMER))
+        for hours, (action, payload) in enumerate(path, start=1):
+            act(referral, action, payload, T0 + hours * HOUR)
+        view = referral.view()
+        assert view.customer is None or view.customer.name == DISTINCTIVE_CUSTOMER["name"]
+        bodies = "".join(event.body() for event in events_of(referral.workflow_id, view))
+        assert referral.status in (Status.SKIPPED, Status.DECLINED, Status.LOST)
+        for trace in DISTINCTIVE_TRACES:
+            assert trace not in bodies
