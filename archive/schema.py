@@ -140,3 +140,24 @@ class EventRow(Base):
     body: Mapped[str] = mapped_column(Text)
 
     __table_args__ = (Index("ix_referral_events_workflow_seq", "workflow_id", "seq"),)
+
+
+class WebhookEndpointRow(Base):
+    """An endpoint other systems registered to hear events. Its secrets are sealed with
+    the codec keys when they are set; the previous one keeps signing until
+    `previous_until`, so that a receiver can switch without losing an event."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[str] = mapped_column(Text)  # comma-separated event types; "" for all
+    description: Mapped[str | None] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(Text)
+    previous_secret: Mapped[str | None] = mapped_column(Text)
+    previous_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Events recorded at or before this position are not sent (replay sends them).
+    from_position: Mapped[int] = mapped_column(Integer)

@@ -24,6 +24,7 @@ from starter.console import (
 )
 from starter.settings import Settings
 from starter.ui import ListFilter, list_link, ready_made_views
+from starter.webhook_commands import webhooks_app
 from workflows.models import Action, Status, StatusView, referral_workflow_id
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db_app, name="db")
+app.add_typer(webhooks_app, name="webhooks")
 app.command("list")(list_referrals)
 app.command()(history)
 app.command("partner-stats")(partner_stats_command)

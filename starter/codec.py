@@ -21,6 +21,7 @@ from workflows.payloads import UNDECRYPTABLE_ENCODING
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 NONCE_BYTES = 12
+SEALED = "sealed:"  # a value sealed for storage, not a payload
 
 
 class CodecKeyError(ValueError):
@@ -58,6 +59,18 @@ class EncryptionCodec(PayloadCodec):
 
     async def decode(self, payloads: Iterable[Payload]) -> list[Payload]:
         return [self._decrypt(p) if p.metadata.get("encoding") == ENCODING else p for p in payloads]
+
+    def seal(self, text: str) -> str:
+        """``text`` encrypted with the current key, as ASCII to store (a webhook secret)."""
+        sealed = self._encrypt(Payload(data=text.encode()))
+        return SEALED + base64.b64encode(sealed.SerializeToString()).decode()
+
+    def unseal(self, stored: str) -> str:
+        """What ``seal`` stored, read with whichever listed key sealed it."""
+        if not stored.startswith(SEALED):
+            return stored  # stored while no key was configured
+        payload = Payload.FromString(base64.b64decode(stored[len(SEALED) :]))
+        return self._decrypt(payload).data.decode()
 
     def _encrypt(self, payload: Payload) -> Payload:
         nonce = os.urandom(NONCE_BYTES)

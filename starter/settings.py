@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     codec_keys: SecretStr | None = Field(None, alias="REFERRALS_CODEC_KEYS")
     codec_cors_origin: str = Field("http://localhost:8233", alias="REFERRALS_CODEC_CORS_ORIGIN")
     ui_url: str = Field("http://localhost:8233", alias="REFERRALS_UI_URL")
+    webhooks_allow_private: bool = Field(False, alias="REFERRALS_WEBHOOKS_ALLOW_PRIVATE")
     codec_token: SecretStr | None = Field(None, alias="REFERRALS_CODEC_TOKEN")
     # Worker tuning and health.
     metrics_port: int | None = Field(None, alias="REFERRALS_METRICS_PORT", ge=1, le=65535)

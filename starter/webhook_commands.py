@@ -1,0 +1,97 @@
+"""`referrals webhooks ...`: the endpoints that hear referral events."""
+
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from activities.webhook_sender import checked_url
+from archive.webhooks import UnknownEndpoint, WebhookStore
+from starter.codec import CodecKeyError, codec_from_keys
+from starter.console import fail, open_archive, print_json
+from starter.settings import Settings
+
+webhooks_app = typer.Typer(help="Endpoints that hear every referral event.", no_args_is_help=True)
+
+
+def _store() -> WebhookStore:
+    settings = Settings()
+    try:
+        keys = settings.codec_keys.get_secret_value() if settings.codec_keys else None
+        codec = codec_from_keys(keys)
+    except CodecKeyError as error:
+        fail(f"REFERRALS_CODEC_KEYS: {error}")
+    return WebhookStore(open_archive(settings, migrate=True).engine, codec)
+
+
+@webhooks_app.command("add")
+def add(
+    url: Annotated[str, typer.Argument(help="https://, or http:// on loopback.")],
+    events: Annotated[
+        str | None, typer.Option(help="Comma-separated event types (default: all).")
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="What the endpoint is for.")] = None,
+) -> None:
+    """Register an endpoint; prints its id and its secret, which is shown only this once."""
+    allow_private = Settings().webhooks_allow_private
+    try:
+        checked = checked_url(url, allow_private=allow_private)
+        types = [e.strip() for e in (events or "").split(",") if e.strip()]
+        endpoint, secret = _store().add(checked, types, description, datetime.now(UTC))
+    except ValueError as error:
+        fail(str(error))
+    typer.echo(f"id      {endpoint.id}")
+    typer.echo(f"secret  {secret}   (shown only now: keep it where the receiver reads it)")
+
+
+@webhooks_app.command("list")
+def list_endpoints(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Every endpoint, without its secrets."""
+    endpoints = _store().endpoints()
+    if as_json:
+        print_json([asdict(e) for e in endpoints])
+        return
+    for e in endpoints:
+        state = "enabled" if e.enabled else f"disabled ({e.disabled_reason or 'by hand'})"
+        typer.echo(f"{e.id}  {state}  {','.join(e.events) or 'all events'}  {e.url}")
+
+
+@webhooks_app.command("disable")
+def disable(endpoint_id: str) -> None:
+    """Stop sending to an endpoint (its events wait until it is enabled again)."""
+    _set_enabled(endpoint_id, False)
+
+
+@webhooks_app.command("enable")
+def enable(endpoint_id: str) -> None:
+    _set_enabled(endpoint_id, True)
+
+
+@webhooks_app.command("rotate-secret")
+def rotate_secret(endpoint_id: str) -> None:
+    """A new secret, shown only now; the old one keeps signing beside it for 24 hours."""
+    try:
+        secret = _store().rotate_secret(endpoint_id, datetime.now(UTC))
+    except UnknownEndpoint as error:
+        fail(str(error))
+    typer.echo(f"secret  {secret}   (the previous one signs too for 24 hours)")
+
+
+@webhooks_app.command("remove")
+def remove(endpoint_id: str) -> None:
+    try:
+        _store().remove(endpoint_id)
+    except UnknownEndpoint as error:
+        fail(str(error))
+    typer.echo(f"removed {endpoint_id}")
+
+
+def _set_enabled(endpoint_id: str, enabled: bool) -> None:
+    try:
+        endpoint = _store().set_enabled(endpoint_id, enabled, None if enabled else "by hand")
+    except UnknownEndpoint as error:
+        fail(str(error))
+    typer.echo(f"{endpoint.id} {'enabled' if endpoint.enabled else 'disabled'}")

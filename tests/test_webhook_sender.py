@@ -1,0 +1,169 @@
+"""Sending an event as Standard Webhooks describes, to a real HTTP receiver on loopback that
+verifies every signature with the `standardwebhooks` package, as a receiver would."""
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from activities.webhook_sender import (
+    RETRY_SCHEDULE,
+    EndpointGone,
+    EventRefused,
+    TryAgain,
+    WebhookSender,
+    next_try_in,
+    signed,
+)
+from archive.events import events_of
+from tests.factories import act, started
+
+OLD_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+NEW_SECRET = "whsec_" + "C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+
+
+class Receiver(ThreadingHTTPServer):
+    """Answers each POST with the next (status, headers) of ``script``; keeps what came."""
+
+    def __init__(self, script: list[tuple[int, dict[str, str]]], delay_s: float = 0) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.script, self.delay_s = script, delay_s
+        self.received: list[tuple[dict[str, str], str]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hooks"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: Receiver
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        self.server.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+        threading.Event().wait(self.server.delay_s)
+        status, headers = self.server.script.pop(0) if self.server.script else (200, {})
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
+    script, delay = getattr(request, "param", ([], 0.0))
+    server = Receiver(list(script), delay)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def an_event() -> tuple[str, str]:
+    referral, _ = started()
+    act(referral, "interested", None, referral.rfi.received_at + timedelta(hours=1))
+    event = events_of(referral.workflow_id, referral.view())[1]
+    return event.id, event.body()
+
+
+def test_the_receiver_verifies_the_signature_id_and_timestamp(receiver: Receiver) -> None:
+    event_id, body = an_event()
+    now = datetime.now(UTC)
+    assert WebhookSender().send(receiver.url, signed([OLD_SECRET], event_id, body, now)) == 200
+    [(headers, received)] = receiver.received
+    assert received == body
+    assert headers["webhook-id"] == event_id
+    assert headers["webhook-timestamp"] == str(int(now.timestamp()))
+    assert headers["webhook-signature"].startswith("v1,")
+    assert Webhook(OLD_SECRET).verify(received, headers)["type"] == "referral.evaluating"
+    with pytest.raises(WebhookVerificationError):
+        Webhook(NEW_SECRET).verify(received, headers)
+    tampered = json.dumps({**json.loads(received), "type": "referral.won"})
+    with pytest.raises(WebhookVerificationError):
+        Webhook(OLD_SECRET).verify(tampered, headers)
+
+
+def test_during_a_rotation_both_secrets_sign(receiver: Receiver) -> None:
+    event_id, body = an_event()
+    WebhookSender().send(
+        receiver.url, signed([NEW_SECRET, OLD_SECRET], event_id, body, datetime.now(UTC))
+    )
+    [(headers, received)] = receiver.received
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    for secret in (NEW_SECRET, OLD_SECRET):
+        assert Webhook(secret).verify(received, headers)["data"]["seq"] == 1
+
+
+@pytest.mark.parametrize(
+    ("receiver", "error", "retry_after"),
+    [
+        (([(500, {})], 0.0), TryAgain, None),
+        (([(503, {"Retry-After": "7"})], 0.0), TryAgain, 7.0),
+        (([(429, {"Retry-After": "120"})], 0.0), TryAgain, 120.0),
+        (([(408, {})], 0.0), TryAgain, None),
+        (([(410, {})], 0.0), EndpointGone, None),
+        (([(400, {})], 0.0), EventRefused, None),
+        (([(404, {})], 0.0), EventRefused, None),
+        (([(307, {"Location": "http://127.0.0.1:9/elsewhere"})], 0.0), EventRefused, None),
+    ],
+    indirect=["receiver"],
+    ids=["500", "503-retry-after", "429-retry-after", "408", "410", "400", "404", "redirect"],
+)
+def test_each_answer_says_what_comes_next(
+    receiver: Receiver, error: type[Exception], retry_after: float | None
+) -> None:
+    event_id, body = an_event()
+    with pytest.raises(error) as raised:
+        WebhookSender().send(receiver.url, signed([OLD_SECRET], event_id, body, datetime.now(UTC)))
+    if isinstance(raised.value, TryAgain):
+        assert raised.value.retry_after == retry_after
+    if isinstance(raised.value, EventRefused):
+        assert str(raised.value.status) in str(raised.value)
+    assert len(receiver.received) == 1
+
+
+@pytest.mark.parametrize("receiver", [([], 2.0)], indirect=True)
+def test_an_endpoint_that_does_not_answer_in_time_is_tried_again(receiver: Receiver) -> None:
+    event_id, body = an_event()
+    with pytest.raises(TryAgain, match="no answer"):
+        WebhookSender(timeout_s=0.5).send(
+            receiver.url, signed([OLD_SECRET], event_id, body, datetime.now(UTC))
+        )
+
+
+def test_nobody_listening_is_tried_again() -> None:
+    event_id, body = an_event()
+    with pytest.raises(TryAgain, match="no answer"):
+        WebhookSender().send(
+            "http://127.0.0.1:9/hooks", signed([OLD_SECRET], event_id, body, datetime.now(UTC))
+        )
+
+
+def test_the_retry_schedule_is_the_standard_one_then_gives_up() -> None:
+    assert [next_try_in(n) for n in range(1, 9)] == [
+        timedelta(seconds=5),
+        timedelta(minutes=5),
+        timedelta(minutes=30),
+        timedelta(hours=2),
+        timedelta(hours=5),
+        timedelta(hours=10),
+        timedelta(hours=10),
+        None,
+    ]
+    assert len(RETRY_SCHEDULE) == 7
+    assert next_try_in(2, retry_after=42.0) == timedelta(seconds=42)
+    assert next_try_in(8, retry_after=42.0) is None  # dead-lettered all the same
+
+
+def test_an_endpoint_needs_a_secret() -> None:
+    with pytest.raises(ValueError, match="whsec_"):
+        signed([], "referral:r:p.1", "{}", datetime.now(UTC))
