@@ -1,19 +1,17 @@
 """Take the pictures in docs/operators.md: `.venv/bin/python scripts/screenshots.py`.
 
-Starts a dev server (fresh SQLite file, free ports) and the worker, walks four referrals of
-one RFI to New, Evaluating, Negotiating and Skipped, then has headless Chromium (Debian's
+Starts a dev server (fresh SQLite file, free ports) and the worker, runs the demo of
+`referrals dev` (one RFI: Negotiating, Skipped and New), then has headless Chromium (Debian's
 `chromium-headless-shell` or `chromium`) photograph the UI: the list filtered by status and
 one referral's page: its summary and details, and its labelled timeline.
 """
 
 import asyncio
 import base64
-import json
 import os
 import shutil
 import sys
 import tempfile
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -22,16 +20,14 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from starter import referrals  # noqa: E402
 from starter.client import connect  # noqa: E402
-from starter.dev import dev_server_command, free_port  # noqa: E402
+from starter.dev import dev_server_command, free_port, run_demo  # noqa: E402
 from starter.processes import running  # noqa: E402
 from starter.settings import Settings  # noqa: E402
 from starter.ui import ListFilter, list_link  # noqa: E402
-from workflows.models import Rfi, Status, referral_workflow_id  # noqa: E402
+from workflows.models import Status, referral_workflow_id  # noqa: E402
 
 OUT = ROOT / "docs" / "images"
-PARTNERS = ["acme-consulting", "globex", "initech"]
 BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser")
 
 
@@ -90,30 +86,11 @@ async def capture(url: str, height: int, settle_s: float = 8) -> bytes:
     return base64.b64decode(str(shot["data"]))
 
 
-async def walk(settings: Settings) -> Rfi:
-    client = await connect(settings, retry_for=60)
-    data = json.loads((ROOT / "samples" / "rfi.json").read_text())
-    now = datetime.now(UTC)
-    data.update(id=f"rfi-{now:%m%d-%H%M}", received_at=now.isoformat())
-    rfi = Rfi.model_validate(data)
-    await referrals.submit(client, rfi, PARTNERS)
-    await asyncio.sleep(3)
-    await referrals.act(client, rfi.id, "acme-consulting", "interested", {})
-    await referrals.act(
-        client,
-        rfi.id,
-        "acme-consulting",
-        "accept",
-        {
-            "estimated_deal_value": "48000",
-            "currency": "EUR",
-            "estimated_close_date": str(now.date() + timedelta(days=90)),
-        },
-    )
-    await referrals.act(client, rfi.id, "globex", "interested", {})
-    await referrals.act(client, rfi.id, "initech", "no_thanks", {})
+async def walk(settings: Settings) -> str:
+    """The demo of `referrals dev`: one RFI, Negotiating, Skipped and New; its id."""
+    rfi_id = await run_demo(await connect(settings, retry_for=60))
     await asyncio.sleep(5)  # emails and archive writes done, visibility caught up
-    return rfi
+    return rfi_id
 
 
 async def latest_run(settings: Settings, workflow_id: str) -> str:
@@ -140,10 +117,10 @@ def main() -> None:
             running(server_command, quiet=True),
             running([sys.executable, "-m", "worker"], env=env, cwd=ROOT, quiet=True),
         ):
-            rfi = asyncio.run(walk(settings))
-            listed = ListFilter(statuses=(Status.NEGOTIATING, Status.EVALUATING), rfi_id=rfi.id)
+            rfi_id = asyncio.run(walk(settings))
+            listed = ListFilter(statuses=(Status.NEGOTIATING, Status.SKIPPED), rfi_id=rfi_id)
             photograph(list_link(ui, "default", listed.query()), OUT / "list-by-status.png")
-            workflow_id = referral_workflow_id(rfi.id, "acme-consulting")
+            workflow_id = referral_workflow_id(rfi_id, "acme-consulting")
             run_id = asyncio.run(latest_run(settings, workflow_id))
             page = f"{ui}/namespaces/default/workflows/{quote(workflow_id, safe='')}/{run_id}"
             photograph(f"{page}/user-metadata", OUT / "referral-details.png", height=700)

@@ -2,6 +2,7 @@
 Test data lives in `tests/factories.py`, the servers themselves in `tests/servers.py`."""
 
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,6 +15,7 @@ from archive.store import ArchiveStore
 from starter.settings import Settings
 from tests.factories import SAMPLES
 from tests.servers import fresh_postgres_database, start_dev_server, start_time_skipping
+from worker import build_worker
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +88,13 @@ def store(database_url: str) -> Iterator[ArchiveStore]:
 def executor() -> Iterator[ThreadPoolExecutor]:
     with ThreadPoolExecutor(max_workers=16) as pool:
         yield pool
+
+
+@pytest.fixture
+async def queue(
+    dev_env: WorkflowEnvironment, settings: Settings, executor: ThreadPoolExecutor
+) -> AsyncIterator[str]:
+    """A task queue of its own with the production worker polling it, on the dev server."""
+    name = f"referrals-test-{uuid.uuid4()}"
+    async with build_worker(dev_env.client, settings, executor, task_queue=name):
+        yield name

@@ -39,9 +39,11 @@ from tests.emails import SENDER
 from tests.factories import ROOT, SAMPLES
 from worker import SANDBOX, build_worker
 from workflows import SEARCH_ATTRIBUTE_KEYS
+from workflows.lifecycle import Referral
 from workflows.metadata import summary
 from workflows.models import ReferralInput, Rfi, StatusView
 from workflows.referral import ReferralWorkflow
+from workflows.visibility import start_attributes
 
 
 def binary(name: str) -> str:
@@ -249,10 +251,16 @@ def with_sendgrid(settings: Settings, endpoint: HTTPServer) -> Settings:
 
 
 async def start_referral(
-    client: Client, task_queue: str, rfi: Rfi, partner: str = "acme-consulting"
+    client: Client,
+    task_queue: str,
+    rfi: Rfi,
+    partner: str = "acme-consulting",
+    *,
+    with_attributes: bool = False,
 ) -> ReferralHandle:
     """The referral's run, under the workflow id and with the summary `referrals submit`
-    gives it (but no search attribute: the workflow upserts them all)."""
+    gives it; its search attributes too ``with_attributes`` (else the workflow upserts them
+    all: a bare start, as another language's backend may make it)."""
     referral = ReferralInput(rfi=rfi, partner_id=partner)
     return await client.start_workflow(
         ReferralWorkflow.run,
@@ -260,6 +268,7 @@ async def start_referral(
         id=referral.workflow_id,
         task_queue=task_queue,
         static_summary=summary(rfi.id, partner, rfi.region, rfi.location),
+        search_attributes=start_attributes(Referral(rfi, partner)) if with_attributes else None,
     )
 
 

@@ -3,35 +3,20 @@ the current details (through Temporal's metadata query, as the UI reads them) an
 on the timeline's timers and activities, with no customer contact anywhere in them."""
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from starter import referrals
-from starter.settings import Settings
 from tests.factories import ACCEPT, DISTINCTIVE_CUSTOMER, DISTINCTIVE_TRACES, fresh_rfi
-from worker import build_worker
 from workflows.models import Rfi, Status, StatusView
 from workflows.referral import ReferralWorkflow
 
 METADATA_QUERY = "__temporal_workflow_metadata"
 PARTNER = "acme-consulting"
-
-
-@pytest.fixture
-async def queue(
-    dev_env: WorkflowEnvironment, settings: Settings, executor: ThreadPoolExecutor
-) -> AsyncIterator[str]:
-    name = f"referrals-test-{uuid.uuid4()}"
-    async with build_worker(dev_env.client, settings, executor, task_queue=name):
-        yield name
 
 
 Handle = WorkflowHandle[ReferralWorkflow, StatusView]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.directory import DirectoryFile
@@ -16,12 +16,10 @@ from archive.store import ArchiveStore
 from starter.settings import Settings
 from tests.emails import body, parse_eml
 from tests.factories import SAMPLES, act, make_rfi, sample_contact
-from tests.servers import running_worker
+from tests.servers import running_worker, start_referral
 from workflows.lifecycle import Referral
-from workflows.metadata import summary
-from workflows.models import PartnerContact, ReferralInput, Rfi, Status, StatusView
-from workflows.referral import ReferralWorkflow
-from workflows.visibility import partners_of_rfi, start_attributes
+from workflows.models import PartnerContact, Rfi, Status
+from workflows.visibility import partners_of_rfi
 
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
 HOUR = 3600.0
@@ -103,25 +101,11 @@ def store(settings: Settings) -> ArchiveStore:
     return ArchiveStore(engine)
 
 
-async def start(
-    client: Client, rfi: Rfi, partner: str, task_queue: str
-) -> WorkflowHandle[ReferralWorkflow, StatusView]:
-    referral = ReferralInput(rfi=rfi, partner_id=partner)
-    return await client.start_workflow(
-        ReferralWorkflow.run,
-        referral,
-        id=referral.workflow_id,
-        task_queue=task_queue,
-        search_attributes=start_attributes(Referral(rfi, partner)),
-        static_summary=summary(rfi.id, partner, rfi.region, rfi.location),
-    )
-
-
 async def reroute_after_no_thanks(
     client: Client, rfi: Rfi, partner: str, task_queue: str, outbox: Path
 ) -> str:
     """The text of the reroute the customer gets once ``partner`` said no thanks."""
-    handle = await start(client, rfi, partner, task_queue)
+    handle = await start_referral(client, task_queue, rfi, partner, with_attributes=True)
     await handle.signal("no_thanks")
     assert (await handle.result()).status is Status.SKIPPED
     return reroute_text(outbox, handle.id)
@@ -150,7 +134,9 @@ async def test_the_customer_is_offered_the_most_responsive_partners_not_yet_aske
 
         # The second RFI also went to initech, whose referral has not even started to run
         # (no worker polls its queue): no archive row, yet it is not suggested again.
-        waiting = await start(client, second, "initech", f"nobody-polls-{uuid.uuid4()}")
+        waiting = await start_referral(
+            client, f"nobody-polls-{uuid.uuid4()}", second, "initech", with_attributes=True
+        )
         assert store.partners_of_rfi(second.id) == set()
         again = await reroute_after_no_thanks(
             client, second, "acme-consulting", worker.task_queue, settings.outbox_dir

@@ -2,7 +2,6 @@
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,15 +18,6 @@ from tests.factories import fresh_rfi
 from worker import build_worker
 from workflows.models import Rfi, Status, StatusView
 from workflows.referral import ReferralWorkflow
-
-
-@pytest.fixture
-async def queue(
-    dev_env: WorkflowEnvironment, settings: Settings, executor: ThreadPoolExecutor
-) -> AsyncIterator[str]:
-    name = f"referrals-test-{uuid.uuid4()}"
-    async with build_worker(dev_env.client, settings, executor, task_queue=name):
-        yield name
 
 
 async def submitted(
