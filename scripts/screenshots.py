@@ -57,7 +57,7 @@ async def capture(url: str, height: int, settle_s: float = 8) -> bytes:
         f"--remote-debugging-port={port}",
         "about:blank",
     ]
-    with running(command, quiet=True, grace=5):
+    with running(command, quiet=True, grace=5, group=True):
         async with aiohttp.ClientSession() as session:
             pages = []
             for _ in range(60):
