@@ -15,8 +15,8 @@ from starter.settings import Settings
 webhooks_app = typer.Typer(help="Endpoints that hear every referral event.", no_args_is_help=True)
 
 
-def _store() -> WebhookStore:
-    settings = Settings()
+def _store(settings: Settings | None = None) -> WebhookStore:
+    settings = settings or Settings()
     try:
         keys = settings.codec_keys.get_secret_value() if settings.codec_keys else None
         codec = codec_from_keys(keys)
@@ -34,11 +34,11 @@ def add(
     description: Annotated[str | None, typer.Option(help="What the endpoint is for.")] = None,
 ) -> None:
     """Register an endpoint; prints its id and its secret, which is shown only this once."""
-    allow_private = Settings().webhooks_allow_private
+    settings = Settings()
     try:
-        checked = checked_url(url, allow_private=allow_private)
+        checked = checked_url(url, allow_private=settings.webhooks_allow_private)
         types = [e.strip() for e in (events or "").split(",") if e.strip()]
-        endpoint, secret = _store().add(checked, types, description, datetime.now(UTC))
+        endpoint, secret = _store(settings).add(checked, types, description, datetime.now(UTC))
     except ValueError as error:
         fail(str(error))
     typer.echo(f"id      {endpoint.id}")

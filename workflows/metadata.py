@@ -51,7 +51,11 @@ def current_details(referral: Referral) -> str:
     lines = [f"- **Status:** {referral.status}"]
     deadline = referral.deadline
     if deadline is not None:
-        lines.append(f"- **Deadline:** {deadline_text(deadline.kind, deadline.due_at)}")
+        target = DEADLINES[referral.status][1]
+        lines.append(
+            f"- **Deadline:** {deadline.kind}: {target} at {_time(deadline.due_at)} "
+            f"{UNLESS[deadline.kind]}"
+        )
     if referral.reminder_pending and referral.status is Status.NEW:
         lines.append(f"- **Reminder:** to the partner at {_time(referral.reminder_at)}")
     deal = referral.deal
@@ -72,21 +76,16 @@ def current_details(referral: Referral) -> str:
     return "\n".join(lines)
 
 
-def deadline_text(kind: DeadlineKind, due_at: datetime) -> str:
-    """E.g. `respond: Missed at 2026-11-28 09:00 UTC unless the partner answers`."""
-    target = next(to for (k, to) in DEADLINES.values() if k is kind)
-    return f"{kind}: {target} at {_time(due_at)} {UNLESS[kind]}"
-
-
 def wakeup_label(referral: Referral) -> str:
-    """The label of the timer the run starts for ``next_wakeup()``."""
-    deadline = referral.deadline
-    if referral.reminder_pending and (deadline is None or referral.reminder_at < deadline.due_at):
-        return f"reminder at {_time(referral.reminder_at)}"
-    if deadline is None:
-        return "wake-up"
-    target = DEADLINES[referral.status][1]
-    return f"{deadline.kind} deadline: {target} at {_time(deadline.due_at)}"
+    """The label of the timer the run starts for ``next_wakeup()``: the reminder or the
+    running deadline, whichever comes first."""
+    wakeup, deadline = referral.next_wakeup(), referral.deadline
+    if wakeup is None:
+        return "wake-up"  # nothing is due: the run starts no timer
+    if deadline is not None and wakeup == deadline.due_at:
+        target = DEADLINES[referral.status][1]
+        return f"{deadline.kind} deadline: {target} at {_time(deadline.due_at)}"
+    return f"reminder at {_time(referral.reminder_at)}"
 
 
 def archive_label(transitions: int) -> str:

@@ -44,6 +44,8 @@ with workflow.unsafe.imports_passed_through():
         wakeup_label,
     )
     from workflows.models import (
+        Action,
+        ActionPayload,
         ContactLookup,
         Continuation,
         EmailKind,
@@ -211,8 +213,7 @@ class ReferralWorkflow:
                     raise ActionRejected(
                         name, Status.NEW, "the referral is still starting; try again in a moment"
                     ) from None
-            action, payload = read_action(self.referral, name, self._argument(name, args))
-            self._apply(self.referral.act(action, payload, workflow.now()))
+            self._apply(self.referral.act(*self._read(name, args), workflow.now()))
         except ActionRejected as rejected:
             raise _as_application_error(rejected) from None
         return self.referral.view()
@@ -220,8 +221,7 @@ class ReferralWorkflow:
     @on_update.validator
     def validate_update(self, name: str, args: Sequence[RawValue]) -> None:
         try:
-            action, payload = read_action(self.referral, name, self._argument(name, args))
-            self.referral.validate(action, payload, workflow.now())
+            self.referral.validate(*self._read(name, args), workflow.now())
         except ActionRejected as rejected:
             raise _as_application_error(rejected) from None
 
@@ -319,6 +319,10 @@ class ReferralWorkflow:
         self._show()
 
     # --- Running ------------------------------------------------------------------------
+
+    def _read(self, name: str, args: Sequence[RawValue]) -> tuple[Action, ActionPayload]:
+        """An update's action and payload, judged by the referral's state."""
+        return read_action(self.referral, name, self._argument(name, args))
 
     def _argument(self, name: str, args: Sequence[RawValue]) -> Any:
         try:
