@@ -20,11 +20,18 @@ from activities.directory import DirectoryActivities, DirectoryFile
 from activities.email import EmailActivities
 from activities.mailers import Mailer, OutboxMailer, SendGridMailer
 from activities.suggestions import SuggestionActivities
+from activities.webhook_sender import WebhookSender
+from activities.webhooks import POLL_INTERVAL_S, PUMP_FOR_S, WebhookActivities
 from archive.database import create_archive_engine, upgrade
+from archive.deliveries import DeliveryStore
 from archive.store import ArchiveStore
+from archive.webhooks import WebhookStore
 from starter.client import connect, worker_client
-from starter.codec import CodecKeyError
+from starter.codec import CodecKeyError, codec_from_keys
+from starter.deliveries import start_deliveries
 from starter.settings import Settings
+from workflows.delivery import WebhookDeliveryWorkflow
+from workflows.delivery_models import webhook_task_queue
 from workflows.referral import ReferralWorkflow
 
 # Validation libraries that pydantic imports lazily: load them once, not in every sandbox.
@@ -81,6 +88,56 @@ def build_worker(
     )
 
 
+def webhook_store(settings: Settings) -> WebhookStore:
+    keys = settings.codec_keys.get_secret_value() if settings.codec_keys else None
+    return WebhookStore(create_archive_engine(settings.database_url), codec_from_keys(keys))
+
+
+def build_delivery_worker(
+    client: Client,
+    settings: Settings,
+    executor: ThreadPoolExecutor,
+    task_queue: str | None = None,
+    *,
+    poll_interval: float = POLL_INTERVAL_S,
+    pump_for: float = PUMP_FOR_S,
+) -> Worker:
+    """Webhook delivery on its own task queue and threads (``settings.webhook_senders``):
+    an endpoint that never answers holds some of these, never the referrals' slots."""
+    webhooks = webhook_store(settings)
+    activities = WebhookActivities(
+        webhooks,
+        DeliveryStore(webhooks.engine),
+        WebhookSender(),
+        poll_interval=poll_interval,
+        pump_for=pump_for,
+    )
+    return Worker(
+        worker_client(client),
+        task_queue=webhook_task_queue(task_queue or settings.task_queue),
+        workflows=[WebhookDeliveryWorkflow],
+        activities=[activities.pump_events, activities.send_lane],
+        activity_executor=executor,
+        max_concurrent_activities=settings.webhook_senders,
+        workflow_runner=SANDBOX,
+        graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_s),
+    )
+
+
+async def ensure_deliveries(client: Client, settings: Settings) -> None:
+    """Every endpoint's delivery run, started if it has none (the archive may be down)."""
+    try:
+        started = await start_deliveries(client, webhook_store(settings), settings.task_queue)
+    except Exception as error:
+        logging.error(
+            "Webhook delivery runs not checked (%s): `referrals webhooks enable` starts one",
+            str(error).strip().splitlines()[0],
+        )
+        return
+    if started:
+        logging.info("Webhook delivery running for %d endpoint(s)", started)
+
+
 def build_runtime(settings: Settings) -> Runtime | None:
     """A runtime serving the SDK's and the referrals' metrics to Prometheus, if asked."""
     if settings.metrics_port is None:
@@ -124,8 +181,15 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    with ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor:
-        async with build_worker(client, settings, executor, directory=directory, mailer=mailer):
+    with (
+        ThreadPoolExecutor(max_workers=settings.max_concurrent_activities) as executor,
+        ThreadPoolExecutor(max_workers=settings.webhook_senders) as senders,
+    ):
+        async with (
+            build_worker(client, settings, executor, directory=directory, mailer=mailer),
+            build_delivery_worker(client, settings, senders),
+        ):
+            await ensure_deliveries(client, settings)
             # What is loaded by now lives as long as the worker: keep it out of the garbage
             # collector's full passes (about 3 ms less worker CPU per referral in the bench).
             gc.freeze()

@@ -55,9 +55,12 @@ class EventRefused(Exception):
 class TryAgain(Exception):
     """The event may be accepted later: no answer, or the endpoint asked to wait."""
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, status: int | None = None
+    ) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        self.status = status  # the HTTP status, if the endpoint answered
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,7 @@ def _refusal(status: int, retry_after: str | None) -> Exception:
     if status == 410:
         return EndpointGone("the endpoint answered 410 Gone")
     if status in (408, 429) or status >= 500:
-        return TryAgain(f"the endpoint answered HTTP {status}", _seconds(retry_after))
+        return TryAgain(f"the endpoint answered HTTP {status}", _seconds(retry_after), status)
     return EventRefused(status)
 
 

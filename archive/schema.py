@@ -161,3 +161,26 @@ class WebhookEndpointRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     # Events recorded at or before this position are not sent (replay sends them).
     from_position: Mapped[int] = mapped_column(Integer)
+
+
+class DeliveryRow(Base):
+    """Where one event stands with one endpoint: pending (with its next try), delivered
+    or dead (given up: refused for good, or past the retry schedule). An event with no
+    row has not been tried yet."""
+
+    __tablename__ = "webhook_deliveries"
+
+    endpoint_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(
+        Integer, ForeignKey("referral_events.position"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_try_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    next_try_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_webhook_deliveries_status", "endpoint_id", "status"),)

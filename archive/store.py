@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Executable, Select, Table, and_, or_, select
+from sqlalchemy import Engine, Executable, Select, Table, and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
@@ -17,6 +17,7 @@ from workflows.models import EmailKind, Status, StatusView, Transition, referral
 REFERRALS = cast(Table, ReferralRow.__table__)
 TRANSITIONS = cast(Table, TransitionRow.__table__)
 EVENTS = cast(Table, EventRow.__table__)
+EVENTS_LOCK = 0x5245_4645  # PostgreSQL's advisory lock key for writing events ("REFE")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,11 @@ class ArchiveStore:
         # The run's own id: runs started under the earlier id scheme keep their rows.
         workflow_id = workflow_id or referral_workflow_id(view.rfi_id, view.partner_id)
         with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Events become visible in the order of their positions, so that delivery,
+                # reading on from the last position it saw, never passes one that a slower
+                # transaction commits later (SQLite's writers are serial already).
+                connection.execute(select(func.pg_advisory_xact_lock(EVENTS_LOCK)))
             connection.execute(self._upsert_referral, _referral_values(workflow_id, view))
             connection.execute(
                 self._insert_events, [_event_values(e) for e in events_of(workflow_id, view)]

@@ -93,6 +93,11 @@ class WebhookStore:
             )
             return [_endpoint(row) for row in rows]
 
+    def endpoint(self, endpoint_id: str) -> Endpoint | None:
+        with Session(self.engine) as session:
+            row = session.get(WebhookEndpointRow, endpoint_id)
+            return None if row is None else _endpoint(row)
+
     def set_enabled(self, endpoint_id: str, enabled: bool, reason: str | None = None) -> Endpoint:
         with Session(self.engine) as session, session.begin():
             row = self._row(session, endpoint_id)

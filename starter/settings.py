@@ -40,5 +40,7 @@ class Settings(BaseSettings):
     max_concurrent_workflow_tasks: int = Field(
         100, alias="REFERRALS_MAX_CONCURRENT_WORKFLOW_TASKS", ge=2
     )
+    # Threads for webhook delivery, apart from the referrals': each endpoint takes up to 5.
+    webhook_senders: int = Field(20, alias="REFERRALS_WEBHOOK_SENDERS", ge=2)
     max_cached_workflows: int = Field(1000, alias="REFERRALS_MAX_CACHED_WORKFLOWS", ge=0)
     shutdown_grace_s: float = Field(30.0, alias="REFERRALS_SHUTDOWN_GRACE_S", ge=0)

@@ -1,5 +1,6 @@
 """`referrals webhooks ...`: the endpoints that hear referral events."""
 
+import asyncio
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated
@@ -8,8 +9,10 @@ import typer
 
 from activities.webhook_sender import checked_url
 from archive.webhooks import UnknownEndpoint, WebhookStore
+from starter.client import connect
 from starter.codec import CodecKeyError, codec_from_keys
 from starter.console import fail, open_archive, print_json
+from starter.deliveries import wake_delivery
 from starter.settings import Settings
 
 webhooks_app = typer.Typer(help="Endpoints that hear every referral event.", no_args_is_help=True)
@@ -43,6 +46,7 @@ def add(
         fail(str(error))
     typer.echo(f"id      {endpoint.id}")
     typer.echo(f"secret  {secret}   (shown only now: keep it where the receiver reads it)")
+    _wake(endpoint.id, settings)
 
 
 @webhooks_app.command("list")
@@ -87,6 +91,7 @@ def remove(endpoint_id: str) -> None:
     except UnknownEndpoint as error:
         fail(str(error))
     typer.echo(f"removed {endpoint_id}")
+    _wake(endpoint_id)  # its delivery run ends now, not within the hour
 
 
 def _set_enabled(endpoint_id: str, enabled: bool) -> None:
@@ -95,3 +100,26 @@ def _set_enabled(endpoint_id: str, enabled: bool) -> None:
     except UnknownEndpoint as error:
         fail(str(error))
     typer.echo(f"{endpoint.id} {'enabled' if endpoint.enabled else 'disabled'}")
+    if enabled:
+        _wake(endpoint_id)
+
+
+def _wake(endpoint_id: str, settings: Settings | None = None) -> None:
+    """Start or wake the endpoint's delivery run. The endpoint is stored already: if
+    Temporal cannot be reached, say so; the worker starts the run when it next starts."""
+    settings = settings or Settings()
+
+    async def wake() -> str:
+        client = await connect(settings)
+        return await asyncio.wait_for(wake_delivery(client, endpoint_id, settings.task_queue), 30)
+
+    try:
+        workflow_id = asyncio.run(wake())
+    except Exception as error:
+        typer.echo(
+            f"warning: delivery not started ({str(error).strip() or type(error).__name__}): "
+            "the worker starts it when it next starts",
+            err=True,
+        )
+        return
+    typer.echo(f"delivery {workflow_id}")

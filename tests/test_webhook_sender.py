@@ -2,10 +2,8 @@
 verifies every signature with the `standardwebhooks` package, as a receiver would."""
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -21,51 +19,17 @@ from activities.webhook_sender import (
 )
 from archive.events import events_of
 from tests.factories import act, started
+from tests.receivers import Receiver, receiving
 
 OLD_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 NEW_SECRET = "whsec_" + "C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 
 
-class Receiver(ThreadingHTTPServer):
-    """Answers each POST with the next (status, headers) of ``script``; keeps what came."""
-
-    def __init__(self, script: list[tuple[int, dict[str, str]]], delay_s: float = 0) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.script, self.delay_s = script, delay_s
-        self.received: list[tuple[dict[str, str], str]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hooks"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-        self.server.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-        threading.Event().wait(self.server.delay_s)
-        status, headers = self.server.script.pop(0) if self.server.script else (200, {})
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
     script, delay = getattr(request, "param", ([], 0.0))
-    server = Receiver(list(script), delay)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with receiving(list(script), delay) as server:
+        yield server
 
 
 def an_event() -> tuple[str, str]:
@@ -79,7 +43,7 @@ def test_the_receiver_verifies_the_signature_id_and_timestamp(receiver: Receiver
     event_id, body = an_event()
     now = datetime.now(UTC)
     assert WebhookSender().send(receiver.url, signed([OLD_SECRET], event_id, body, now)) == 200
-    [(headers, received)] = receiver.received
+    [(headers, received)] = [(r.headers, r.body) for r in receiver.received]
     assert received == body
     assert headers["webhook-id"] == event_id
     assert headers["webhook-timestamp"] == str(int(now.timestamp()))
@@ -97,7 +61,7 @@ def test_during_a_rotation_both_secrets_sign(receiver: Receiver) -> None:
     WebhookSender().send(
         receiver.url, signed([NEW_SECRET, OLD_SECRET], event_id, body, datetime.now(UTC))
     )
-    [(headers, received)] = receiver.received
+    [(headers, received)] = [(r.headers, r.body) for r in receiver.received]
     assert len(headers["webhook-signature"].split(" ")) == 2
     for secret in (NEW_SECRET, OLD_SECRET):
         assert Webhook(secret).verify(received, headers)["data"]["seq"] == 1

@@ -131,7 +131,11 @@ def test_with_codec_keys_a_secret_is_stored_sealed_and_read_after_a_key_rotation
 
 
 def test_the_commands_add_list_disable_and_remove(tmp_path: Path) -> None:
-    environment = {**os.environ, "REFERRALS_DATABASE_URL": f"sqlite:///{tmp_path}/archive.db"}
+    environment = {
+        **os.environ,
+        "REFERRALS_DATABASE_URL": f"sqlite:///{tmp_path}/archive.db",
+        "TEMPORAL_ADDRESS": "127.0.0.1:9",
+    }
     environment.pop("REFERRALS_CODEC_KEYS", None)
     added = run_referrals(
         environment,
@@ -144,6 +148,8 @@ def test_the_commands_add_list_disable_and_remove(tmp_path: Path) -> None:
         "CRM",
     )
     assert added.returncode == 0, added.stderr
+    # No Temporal here: the endpoint is kept, and its delivery waits for the worker.
+    assert "delivery not started" in added.stderr
     lines = dict(line.split(None, 1) for line in added.stdout.splitlines())
     endpoint_id, secret = lines["id"], lines["secret"].split()[0]
     assert secret.startswith("whsec_")

@@ -1,0 +1,229 @@
+"""The activities that send events to one webhook endpoint.
+
+``pump_events`` reads the archive's outbox from the delivery's cursor, every
+``poll_interval`` seconds while there is nothing new, and sends each event the moment it
+finds it: for a healthy endpoint one activity runs for up to ``pump_for`` seconds and
+sends everything recorded meanwhile, at no cost to Temporal per event. It returns sooner,
+to its workflow, whatever needs a timer or an order: a failed event (with its next try
+from the retry schedule), the events behind it in the same referral, and new events of a
+referral whose lane waits in the workflow. ``send_lane`` sends one such lane in order,
+stopping at the first event to try again later.
+
+Duplicates: an event accepted by the endpoint is recorded as delivered with the rest of
+its batch; a worker killed between the two sends that batch again (at most ``BATCH``
+events, each with its original `webhook-id`). A retried pump skips what it recorded.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.webhook_sender import (
+    EndpointGone,
+    EventRefused,
+    Signed,
+    TryAgain,
+    WebhookSender,
+    next_try_in,
+    signed,
+)
+from archive.deliveries import Attempt, DeliveryStore, EventFilter
+from archive.schema import EventRow
+from archive.webhooks import Endpoint, WebhookStore
+from workflows.delivery_models import (
+    EndpointState,
+    Lane,
+    LaneRequest,
+    LaneResult,
+    PumpRequest,
+    PumpResult,
+)
+
+BATCH = 100  # events read and sent at once
+POLL_INTERVAL_S = 0.1
+PUMP_FOR_S = 60.0
+ALARM_AFTER_ATTEMPTS = 3
+GONE_REASON = "the endpoint answered 410 Gone"
+
+log = logging.getLogger(__name__)
+
+
+class WebhookActivities:
+    def __init__(
+        self,
+        webhooks: WebhookStore,
+        deliveries: DeliveryStore,
+        sender: WebhookSender,
+        *,
+        poll_interval: float = POLL_INTERVAL_S,
+        pump_for: float = PUMP_FOR_S,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._webhooks = webhooks
+        self._deliveries = deliveries
+        self._sender = sender
+        self._poll_interval = poll_interval
+        self._pump_for = pump_for
+        self._now = clock
+
+    @activity.defn(name="pump_webhook_events")
+    def pump_events(self, request: PumpRequest) -> PumpResult:
+        try:
+            return self._pump(request)
+        except Exception as error:
+            raise _unavailable(error) from None
+
+    @activity.defn(name="send_webhook_lane")
+    def send_lane(self, request: LaneRequest) -> LaneResult:
+        try:
+            return self._send_lane(request)
+        except Exception as error:
+            raise _unavailable(error) from None
+
+    def _pump(self, request: PumpRequest) -> PumpResult:
+        endpoint_id = request.endpoint_id
+        details = activity.info().heartbeat_details
+        # A retried attempt goes on from its last heartbeat.
+        cursor: int | None = int(details[0]) if details else request.cursor
+        if cursor is None:  # a replay reads from the start, a live run from the endpoint's
+            start = None if request.replay else self._deliveries.starting_position(endpoint_id)
+            cursor = start or 0
+        held = set(request.held)
+        stop_at = time.monotonic() + self._pump_for
+        while True:
+            endpoint = self._webhooks.endpoint(endpoint_id)
+            state = _state(endpoint)
+            if endpoint is None or state != "open":
+                return PumpResult(cursor=cursor, state=state)
+            where = EventFilter(after=cursor)
+            if request.replay is not None:
+                replay = request.replay
+                where = EventFilter(cursor, replay.until, replay.since, replay.rfi_id)
+            rows = self._deliveries.events(endpoint, where, BATCH)
+            if rows:
+                lanes, state = self._send_batch(endpoint, rows, held, request.replay is None)
+                cursor = rows[-1].position
+                activity.heartbeat(cursor)
+                if lanes or state != "open":
+                    return PumpResult(cursor=cursor, state=state, lanes=lanes)
+                continue  # a full batch may have more behind it
+            if request.replay is not None:
+                return PumpResult(cursor=cursor, state=state, exhausted=True)
+            if time.monotonic() >= stop_at or activity.is_worker_shutdown():
+                return PumpResult(cursor=cursor, state=state)
+            activity.heartbeat(cursor)
+            activity.wait_for_worker_shutdown_sync(self._poll_interval)
+
+    def _send_batch(
+        self, endpoint: Endpoint, rows: Sequence[EventRow], held: set[str], live: bool
+    ) -> tuple[list[Lane], EndpointState]:
+        """Send the rows in order; hand back, per referral, what must wait for the
+        workflow. After a failure the rest of the batch is handed back untried, so that
+        an endpoint that does not answer costs one timeout here, not one per event."""
+        skip = set()
+        if live and (activity.info().attempt > 1 or activity.info().heartbeat_details):
+            skip = self._deliveries.delivered(endpoint.id, [row.position for row in rows])
+        secrets = self._webhooks.secrets(endpoint.id, self._now())
+        waiting: dict[str, Lane] = {}
+        attempts: list[Attempt] = []
+        stopped = False  # by a failure: the rest is handed back untried
+        for row in rows:
+            if row.position in skip:
+                continue
+            if stopped or row.workflow_id in held or row.workflow_id in waiting:
+                _queue(waiting, row)
+                continue
+            attempt = self._try(endpoint, secrets, row, failures=0)
+            attempts.append(attempt)
+            if attempt.status == "pending":
+                gone = attempt.code == 410
+                waiting[row.workflow_id] = Lane(
+                    workflow_id=row.workflow_id,
+                    positions=[row.position],
+                    attempts=0 if gone else 1,
+                    next_try_at=attempt.next_try_at,
+                )
+                stopped = True
+        self._deliveries.record(endpoint.id, attempts)
+        if attempts and attempts[-1].code == 410:
+            self._webhooks.set_enabled(endpoint.id, False, GONE_REASON)
+            return list(waiting.values()), "gone"
+        return list(waiting.values()), "open"
+
+    def _send_lane(self, request: LaneRequest) -> LaneResult:
+        endpoint = self._webhooks.endpoint(request.endpoint_id)
+        state = _state(endpoint)
+        if endpoint is None or state != "open":
+            return LaneResult(done=0, state=state)
+        lane = request.lane
+        secrets = self._webhooks.secrets(endpoint.id, self._now())
+        done, failures = 0, lane.attempts
+        for row in self._deliveries.at(lane.positions):
+            attempt = self._try(endpoint, secrets, row, failures)
+            self._deliveries.record(endpoint.id, [attempt])
+            activity.heartbeat(done)
+            if attempt.code == 410:
+                self._webhooks.set_enabled(endpoint.id, False, GONE_REASON)
+                return LaneResult(done=done, state="gone", attempts=failures)  # not a failure
+            if attempt.status == "pending":
+                return LaneResult(
+                    done=done, state="open", attempts=failures + 1, next_try_at=attempt.next_try_at
+                )
+            done, failures = done + 1, 0
+        # Events no longer in the archive (never the case but by hand) count as done.
+        return LaneResult(done=len(lane.positions), state="open")
+
+    def _try(self, endpoint: Endpoint, secrets: list[str], row: EventRow, failures: int) -> Attempt:
+        """Send one event that has failed ``failures`` times before; its outcome."""
+        now = self._now()
+        event: Signed = signed(secrets, row.event_id, row.body, now)
+        try:
+            code = self._sender.send(endpoint.url, event)
+        except EndpointGone as error:
+            return Attempt(row.position, "pending", now, 410, str(error))
+        except EventRefused as error:
+            return Attempt(row.position, "dead", now, error.status, str(error))
+        except TryAgain as error:
+            wait = next_try_in(failures + 1, error.retry_after)
+            if wait is None:
+                log.warning(
+                    "Webhook %s: gave up on event %s after %d tries: %s",
+                    endpoint.id,
+                    row.event_id,
+                    failures + 1,
+                    error,
+                )
+                return Attempt(row.position, "dead", now, error.status, str(error))
+            return Attempt(row.position, "pending", now, error.status, str(error), now + wait)
+        return Attempt(row.position, "delivered", now, code)
+
+
+def _queue(waiting: dict[str, Lane], row: EventRow) -> None:
+    lane = waiting.get(row.workflow_id)
+    positions = [*(lane.positions if lane else []), row.position]
+    waiting[row.workflow_id] = (
+        lane.model_copy(update={"positions": positions})
+        if lane
+        else Lane(workflow_id=row.workflow_id, positions=positions)
+    )
+
+
+def _state(endpoint: Endpoint | None) -> EndpointState:
+    if endpoint is None:
+        return "removed"
+    if endpoint.enabled:
+        return "open"
+    return "gone" if endpoint.disabled_reason == GONE_REASON else "disabled"
+
+
+def _unavailable(error: Exception) -> ApplicationError:
+    """The archive could not be read or written: one line, retried, an alarm after a few."""
+    lines = str(getattr(error, "orig", None) or error).strip().splitlines()
+    message = f"webhook delivery cannot reach the archive: {lines[0] if lines else error!r}"
+    if activity.info().attempt > ALARM_AFTER_ATTEMPTS:
+        activity.logger.error("%s (attempt %d)", message, activity.info().attempt)
+    return ApplicationError(message, type="ArchiveUnavailable")

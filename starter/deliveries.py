@@ -1,0 +1,79 @@
+"""Starting webhook delivery runs: one live run per endpoint, and replays.
+
+The worker makes sure at start that every endpoint has its run; `webhooks add` and
+`webhooks enable` start or wake it at once (signal-with-start of `resume`), and
+`events replay` starts a replay run beside it.
+"""
+
+import logging
+from datetime import UTC, datetime
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+
+from archive.deliveries import DeliveryStore
+from archive.webhooks import WebhookStore
+from workflows.delivery import WebhookDeliveryWorkflow
+from workflows.delivery_models import (
+    DeliveryInput,
+    Replay,
+    delivery_workflow_id,
+    replay_workflow_id,
+    webhook_task_queue,
+)
+
+log = logging.getLogger(__name__)
+
+
+async def wake_delivery(client: Client, endpoint_id: str, task_queue: str) -> str:
+    """Start the endpoint's delivery run if it has none, and have it look at its endpoint
+    now (after `enable`: at once rather than within the hour). Returns its workflow id."""
+    handle = await client.start_workflow(
+        WebhookDeliveryWorkflow.run,
+        DeliveryInput(endpoint_id=endpoint_id),
+        id=delivery_workflow_id(endpoint_id),
+        task_queue=webhook_task_queue(task_queue),
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        start_signal="resume",
+        static_summary=f"webhook delivery to endpoint {endpoint_id}",
+    )
+    return handle.id
+
+
+async def start_deliveries(client: Client, webhooks: WebhookStore, task_queue: str) -> int:
+    """A live delivery run for every endpoint that has none (the worker, at start)."""
+    started = 0
+    for endpoint in webhooks.endpoints():
+        await client.start_workflow(
+            WebhookDeliveryWorkflow.run,
+            DeliveryInput(endpoint_id=endpoint.id),
+            id=delivery_workflow_id(endpoint.id),
+            task_queue=webhook_task_queue(task_queue),
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"webhook delivery to endpoint {endpoint.id}",
+        )
+        started += 1
+    return started
+
+
+async def start_replay(
+    client: Client,
+    deliveries: DeliveryStore,
+    endpoint_id: str,
+    task_queue: str,
+    *,
+    since: datetime | None = None,
+    rfi_id: str | None = None,
+) -> WorkflowHandle[WebhookDeliveryWorkflow, None]:
+    """Send the archived events recorded until now again, in order, with their ids."""
+    asked_at = datetime.now(UTC)
+    replay = Replay(until=deliveries.last_position(), since=since, rfi_id=rfi_id)
+    return await client.start_workflow(
+        WebhookDeliveryWorkflow.run,
+        DeliveryInput(endpoint_id=endpoint_id, cursor=0, replay=replay),
+        id=replay_workflow_id(endpoint_id, asked_at),
+        task_queue=webhook_task_queue(task_queue),
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        static_summary=f"webhook replay to endpoint {endpoint_id}",
+    )

@@ -1,0 +1,283 @@
+"""Webhook delivery end to end on the dev server: referrals run, the worker sends their
+events to real HTTP receivers on loopback that verify every signature with the
+`standardwebhooks` package, as a receiver would."""
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from archive.database import create_archive_engine, upgrade
+from archive.deliveries import DeliveryStore
+from archive.store import ArchiveStore
+from archive.webhooks import Endpoint, WebhookStore
+from starter.deliveries import start_replay, wake_delivery
+from starter.settings import Settings
+from tests.factories import ACCEPT, DISTINCTIVE_CUSTOMER, DISTINCTIVE_TRACES, fresh_rfi
+from tests.receivers import Received, receiving
+from tests.servers import start_referral
+from worker import build_delivery_worker, build_worker
+from workflows.delivery import WebhookDeliveryWorkflow
+from workflows.delivery_models import delivery_workflow_id
+from workflows.models import Status
+
+SUBMIT_TO_EVENTS: dict[str, list[tuple[str, Any]]] = {
+    "won": [("interested", None), ("accept", ACCEPT), ("won", {"final_deal_value": "26000"})],
+    "lost": [("interested", None), ("accept", ACCEPT), ("lost", {"reason": "budget cut"})],
+    "skipped": [("no_thanks", {"reason": "Quentin is too small for us"})],
+    "declined": [("interested", None), ("decline", {"reason": "no capacity"})],
+}
+EXPECTED_TYPES = {
+    "won": ["created", "evaluating", "negotiating", "won"],
+    "lost": ["created", "evaluating", "negotiating", "lost"],
+    "skipped": ["created", "skipped"],
+    "declined": ["created", "evaluating", "declined"],
+}
+
+
+class Delivery:
+    """A worker pair (referrals and delivery) on a fresh task queue, and its archive."""
+
+    def __init__(self, client: Client, settings: Settings, queue: str) -> None:
+        self.client, self.settings, self.queue = client, settings, queue
+        engine = create_archive_engine(settings.database_url)
+        upgrade(engine)
+        self.webhooks = WebhookStore(engine)
+        self.deliveries = DeliveryStore(engine)
+        self.archive = ArchiveStore(engine)
+
+    async def endpoint(self, url: str, events: list[str] | None = None) -> tuple[Endpoint, str]:
+        """A new endpoint and its secret, its delivery run started."""
+        endpoint, secret = self.webhooks.add(url, events or [], "test", datetime.now(UTC))
+        await wake_delivery(self.client, endpoint.id, self.queue)
+        return endpoint, secret
+
+    async def referral(self, path: list[tuple[str, Any]], **rfi: Any) -> str:
+        handle = await start_referral(self.client, self.queue, fresh_rfi(**rfi))
+        for name, payload in path:
+            await handle.execute_update(name, payload)
+        return handle.id
+
+    async def settled(self, *workflow_ids: str) -> None:
+        """Once every referral has archived what it did (its events are in the outbox)."""
+        for workflow_id in workflow_ids:
+            handle = self.client.get_workflow_handle(workflow_id)
+            for _ in range(200):
+                view = await handle.query("status")
+                row = self.archive.history(workflow_id)
+                if row is not None and row.transition_count == len(view["transitions"]):
+                    break
+                await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def delivering(
+    dev_env: WorkflowEnvironment, settings: Settings, executor: ThreadPoolExecutor
+) -> Callable[..., AbstractAsyncContextManager[Delivery]]:
+    @asynccontextmanager
+    async def running(**tuning: float) -> AsyncIterator[Delivery]:
+        queue = f"referrals-test-{uuid.uuid4()}"
+        with ThreadPoolExecutor(max_workers=settings.webhook_senders) as senders:
+            async with (
+                build_worker(dev_env.client, settings, executor, task_queue=queue),
+                build_delivery_worker(
+                    dev_env.client,
+                    settings,
+                    senders,
+                    task_queue=queue,
+                    poll_interval=tuning.get("poll_interval", 0.05),
+                    pump_for=tuning.get("pump_for", 3.0),
+                ),
+            ):
+                yield Delivery(dev_env.client, settings, queue)
+
+    return running
+
+
+def by_referral(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    lanes: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        lanes.setdefault(event["data"]["workflow_id"], []).append(event)
+    return lanes
+
+
+async def test_every_path_reaches_the_endpoint_as_its_events_in_order(
+    delivering: Callable[..., AbstractAsyncContextManager[Delivery]],
+) -> None:
+    with receiving() as receiver:
+        async with delivering() as delivery:
+            _, secret = await delivery.endpoint(receiver.url)
+            ids = {
+                await delivery.referral(path, customer=DISTINCTIVE_CUSTOMER): name
+                for name, path in SUBMIT_TO_EVENTS.items()
+            }
+            expected = sum(len(types) for types in EXPECTED_TYPES.values())
+            events = await asyncio.to_thread(receiver.wait_for, expected, secret)
+    lanes = by_referral(events)
+    assert set(lanes) == set(ids)
+    for workflow_id, received in lanes.items():
+        name = ids[workflow_id]
+        assert [e["type"] for e in received] == [f"referral.{t}" for t in EXPECTED_TYPES[name]]
+        assert [e["data"]["seq"] for e in received] == list(range(len(received)))
+        # The body sent is the one archived with the transition, byte for byte.
+        archived = delivery.archive.events(workflow_id=workflow_id)
+        assert [r.body for r in archived] == [
+            next(x.body for x in receiver.received if x.webhook_id == r.event_id) for r in archived
+        ]
+    won = next(lanes[w] for w, name in ids.items() if name == "won")
+    assert won[-1]["data"]["deal"] == {
+        "estimated_deal_value": "25000.00",
+        "currency": "EUR",
+        "estimated_close_date": "2027-03-31",
+        "final_deal_value": "26000",
+    }
+    assert [e["data"]["to"] for e in won] == ["New", "Evaluating", "Negotiating", "Won"]
+    everything = " ".join(r.body + str(r.headers) for r in receiver.received)
+    for trace in (*DISTINCTIVE_TRACES, "budget cut", "no capacity", "too small"):
+        assert trace not in everything
+
+
+async def test_a_failing_endpoint_gets_every_event_in_order_once_it_recovers(
+    delivering: Callable[..., AbstractAsyncContextManager[Delivery]],
+) -> None:
+    """500 for the first two seconds, then 200: each event arrives, in order per referral,
+    its first failure retried after the schedule's 5 seconds."""
+    recover_at = time.time() + 2
+
+    def answer(request: Received) -> tuple[int, dict[str, str]]:
+        return (500, {}) if request.at < recover_at else (200, {})
+
+    with receiving(answer=answer) as receiver:
+        async with delivering() as delivery:
+            _, secret = await delivery.endpoint(receiver.url)
+            ids = [await delivery.referral(SUBMIT_TO_EVENTS["won"]) for _ in range(3)]
+            events = await asyncio.to_thread(receiver.wait_for, 12, secret, 40)
+    assert any(r.headers["answered"] == "500" for r in receiver.received)
+    for workflow_id, received in by_referral(events).items():
+        assert workflow_id in ids
+        assert [e["data"]["seq"] for e in received] == [0, 1, 2, 3]
+    # Never a later event of a referral before an earlier one was accepted.
+    for workflow_id in ids:
+        sent = [r for r in receiver.received if r.event["data"]["workflow_id"] == workflow_id]
+        accepted = set()
+        for request in sent:
+            seq = request.event["data"]["seq"]
+            assert all(n in accepted for n in range(seq)), f"{request.webhook_id} overtook"
+            if request.headers["answered"] == "200":
+                accepted.add(seq)
+
+
+async def test_retry_after_is_honoured_and_a_refused_event_does_not_stop_the_next(
+    delivering: Callable[..., AbstractAsyncContextManager[Delivery]],
+) -> None:
+    """429 with Retry-After: 1 is tried again a second later; 400 dead-letters its event
+    and the referral's next events still arrive."""
+    with receiving([(429, {"Retry-After": "1"}), (400, {})]) as receiver:
+        async with delivering() as delivery:
+            endpoint, secret = await delivery.endpoint(receiver.url)
+            workflow_id = await delivery.referral([("interested", None)])
+            await delivery.settled(workflow_id)
+            events = await asyncio.to_thread(receiver.wait_for, 1, secret)
+            await delivery.client.get_workflow_handle(workflow_id).execute_update("accept", ACCEPT)
+            events = await asyncio.to_thread(receiver.wait_for, 2, secret)
+            report = delivery.deliveries.report(endpoint, from_position=0)
+    first, second, third, fourth = receiver.received[:4]
+    assert (first.headers["answered"], second.headers["answered"]) == ("429", "400")
+    assert first.webhook_id == second.webhook_id == f"{workflow_id}.0"
+    assert second.at - first.at >= 0.9  # Retry-After: 1, not the schedule's 5 s
+    assert third.webhook_id == f"{workflow_id}.1"  # the next event went on
+    assert [e["type"] for e in events] == ["referral.evaluating", "referral.negotiating"]
+    status = {r.event_id: (r.status, r.attempts, r.last_code) for r in report}
+    assert status[f"{workflow_id}.0"] == ("dead", 2, 400)
+    assert status[f"{workflow_id}.2"] == ("delivered", 1, 200)
+    assert fourth.webhook_id == f"{workflow_id}.2"
+
+
+async def test_410_disables_the_endpoint_and_enabling_it_sends_what_waited(
+    delivering: Callable[..., AbstractAsyncContextManager[Delivery]],
+) -> None:
+    with receiving([(410, {})]) as receiver:
+        async with delivering() as delivery:
+            endpoint, secret = await delivery.endpoint(receiver.url)
+            first = await delivery.referral([])
+            second = await delivery.referral([("no_thanks", None)])
+            await delivery.settled(first, second)
+            for _ in range(100):
+                if not delivery.webhooks.endpoint(endpoint.id).enabled:  # type: ignore[union-attr]
+                    break
+                await asyncio.sleep(0.05)
+            gone = delivery.webhooks.endpoint(endpoint.id)
+            assert gone is not None
+            assert not gone.enabled
+            assert gone.disabled_reason == "the endpoint answered 410 Gone"
+            await asyncio.sleep(1)
+            assert len(receiver.received) == 1  # nothing more while it is disabled
+            handle = delivery.client.get_workflow_handle(delivery_workflow_id(endpoint.id))
+            assert (await handle.query(WebhookDeliveryWorkflow.progress)).paused
+            delivery.webhooks.set_enabled(endpoint.id, True)
+            await wake_delivery(delivery.client, endpoint.id, delivery.queue)
+            events = await asyncio.to_thread(receiver.wait_for, 3, secret)
+    lanes = by_referral(events)
+    assert [e["data"]["seq"] for e in lanes[first]] == [0]
+    assert [e["data"]["seq"] for e in lanes[second]] == [0, 1]
+    assert receiver.received[1].webhook_id == f"{first}.0"  # the one that was answered 410
+
+
+async def test_an_endpoint_that_never_answers_slows_neither_another_nor_the_referrals(
+    delivering: Callable[..., AbstractAsyncContextManager[Delivery]],
+) -> None:
+    with receiving(delay_s=60) as silent, receiving() as healthy:
+        async with delivering() as delivery:
+            await delivery.endpoint(silent.url)
+            _, secret = await delivery.endpoint(healthy.url)
+            begun = time.monotonic()
+            ids = [await delivery.referral(SUBMIT_TO_EVENTS["won"]) for _ in range(5)]
+            acted = time.monotonic() - begun
+            events = await asyncio.to_thread(healthy.wait_for, 20, secret, 20)
+            delivered = time.monotonic() - begun
+            for workflow_id in ids:
+                view = await delivery.client.get_workflow_handle(workflow_id).query("status")
+                assert view["status"] == Status.WON
+            silent.closing.set()  # its pending send ends now, not at the 15 s timeout
+    assert {e["data"]["workflow_id"] for e in events} == set(ids)
+    # A send to the silent endpoint waits 15 s for an answer; the healthy one heard
+    # everything well before the first of those timed out.
+    assert acted < 10
+    assert delivered < 10
+    assert silent.received  # it was tried
+
+
+async def test_a_later_endpoint_hears_only_new_events_and_replay_sends_the_old_with_their_ids(
+    delivering: Callable[..., AbstractAsyncContextManager[Delivery]],
+) -> None:
+    with receiving() as early, receiving() as late:
+        async with delivering() as delivery:
+            _, early_secret = await delivery.endpoint(early.url)
+            old = await delivery.referral([("interested", None)])
+            await delivery.settled(old)
+            await asyncio.to_thread(early.wait_for, 2, early_secret)
+            endpoint, late_secret = await delivery.endpoint(late.url)
+            new = await delivery.referral([])
+            await asyncio.to_thread(late.wait_for, 1, late_secret)
+            assert [r.event["data"]["workflow_id"] for r in late.received] == [new]
+            handle = await start_replay(
+                delivery.client, delivery.deliveries, endpoint.id, delivery.queue
+            )
+            await handle.result()
+            replayed = [r.webhook_id for r in late.received[1:]]
+            again = await start_replay(
+                delivery.client, delivery.deliveries, endpoint.id, delivery.queue, rfi_id=None
+            )
+            await again.result()
+            status = (await again.describe()).status
+    assert replayed == [f"{old}.0", f"{old}.1", f"{new}.0"]
+    assert [r.webhook_id for r in late.received[4:]] == replayed
+    assert status == WorkflowExecutionStatus.COMPLETED
