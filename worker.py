@@ -25,10 +25,9 @@ from activities.webhooks import POLL_INTERVAL_S, PUMP_FOR_S, WebhookActivities
 from archive.database import create_archive_engine, upgrade
 from archive.deliveries import DeliveryStore
 from archive.store import ArchiveStore
-from archive.webhooks import WebhookStore
 from starter.client import connect, worker_client
-from starter.codec import CodecKeyError, codec_from_keys
-from starter.deliveries import start_deliveries
+from starter.codec import CodecKeyError
+from starter.deliveries import open_webhooks, start_deliveries
 from starter.settings import Settings
 from workflows.delivery import WebhookDeliveryWorkflow
 from workflows.delivery_models import webhook_task_queue
@@ -88,11 +87,6 @@ def build_worker(
     )
 
 
-def webhook_store(settings: Settings) -> WebhookStore:
-    keys = settings.codec_keys.get_secret_value() if settings.codec_keys else None
-    return WebhookStore(create_archive_engine(settings.database_url), codec_from_keys(keys))
-
-
 def build_delivery_worker(
     client: Client,
     settings: Settings,
@@ -104,7 +98,7 @@ def build_delivery_worker(
 ) -> Worker:
     """Webhook delivery on its own task queue and threads (``settings.webhook_senders``):
     an endpoint that never answers holds some of these, never the referrals' slots."""
-    webhooks = webhook_store(settings)
+    webhooks = open_webhooks(settings)
     activities = WebhookActivities(
         webhooks,
         DeliveryStore(webhooks.engine),
@@ -127,7 +121,7 @@ def build_delivery_worker(
 async def ensure_deliveries(client: Client, settings: Settings) -> None:
     """Every endpoint's delivery run, started if it has none (the archive may be down)."""
     try:
-        started = await start_deliveries(client, webhook_store(settings), settings.task_queue)
+        started = await start_deliveries(client, open_webhooks(settings), settings.task_queue)
     except Exception as error:
         logging.error(
             "Webhook delivery runs not checked (%s): `referrals webhooks enable` starts one",

@@ -9,7 +9,7 @@ schedule). An event the endpoint wants that has no row was not tried yet: it is 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, cast
+from typing import Literal, TypeVar, cast
 
 from sqlalchemy import Engine, Executable, Select, Table, and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -19,6 +19,7 @@ from archive.schema import DeliveryRow, EventRow, ReferralRow, WebhookEndpointRo
 from archive.webhooks import Endpoint
 
 DELIVERIES = cast(Table, DeliveryRow.__table__)
+T = TypeVar("T")
 
 DeliveryStatus = Literal["pending", "delivered", "dead"]
 DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("pending", "delivered", "dead")
@@ -82,17 +83,14 @@ class DeliveryStore:
 
     def events(self, endpoint: Endpoint, where: EventFilter, limit: int) -> list[EventRow]:
         """The next events the endpoint wants, in the order they were recorded."""
-        query = select(EventRow).where(EventRow.position > where.after)
-        if endpoint.events:
-            query = query.where(EventRow.type.in_(endpoint.events))
-        if where.until is not None:
-            query = query.where(EventRow.position <= where.until)
-        if where.since is not None:
-            query = query.where(EventRow.occurred_at >= where.since)
-        if where.rfi_id is not None:
-            query = query.where(EventRow.workflow_id.in_(_of_rfi(where.rfi_id)))
+        query = _wanted(select(EventRow), endpoint, where)
         with Session(self.engine) as session:
             return list(session.scalars(query.order_by(EventRow.position).limit(limit)))
+
+    def count(self, endpoint: Endpoint, where: EventFilter) -> int:
+        query = _wanted(select(func.count()).select_from(EventRow), endpoint, where)
+        with Session(self.engine) as session:
+            return session.scalar(query) or 0
 
     def at(self, positions: Sequence[int]) -> list[EventRow]:
         with Session(self.engine) as session:
@@ -164,6 +162,19 @@ class DeliveryStore:
         query = query.order_by(EventRow.position.desc()).limit(limit)
         with Session(self.engine) as session:
             return [_report(endpoint.id, event, row) for event, row in session.execute(query)]
+
+
+def _wanted(query: Select[T], endpoint: Endpoint, where: EventFilter) -> Select[T]:
+    query = query.where(EventRow.position > where.after)
+    if endpoint.events:
+        query = query.where(EventRow.type.in_(endpoint.events))
+    if where.until is not None:
+        query = query.where(EventRow.position <= where.until)
+    if where.since is not None:
+        query = query.where(EventRow.occurred_at >= where.since)
+    if where.rfi_id is not None:
+        query = query.where(EventRow.workflow_id.in_(_of_rfi(where.rfi_id)))
+    return query
 
 
 def _of_rfi(rfi_id: str) -> Select[str]:

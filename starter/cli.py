@@ -22,6 +22,7 @@ from starter.console import (
     read_rfi,
     run,
 )
+from starter.event_commands import events_app
 from starter.settings import Settings
 from starter.ui import ListFilter, list_link, ready_made_views
 from starter.webhook_commands import webhooks_app
@@ -35,6 +36,7 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(events_app, name="events")
 app.command("list")(list_referrals)
 app.command()(history)
 app.command("partner-stats")(partner_stats_command)

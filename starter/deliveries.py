@@ -5,14 +5,16 @@ The worker makes sure at start that every endpoint has its run; `webhooks add` a
 `events replay` starts a replay run beside it.
 """
 
-import logging
 from datetime import UTC, datetime
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
+from archive.database import create_archive_engine
 from archive.deliveries import DeliveryStore
 from archive.webhooks import WebhookStore
+from starter.codec import codec_from_keys
+from starter.settings import Settings
 from workflows.delivery import WebhookDeliveryWorkflow
 from workflows.delivery_models import (
     DeliveryInput,
@@ -22,7 +24,12 @@ from workflows.delivery_models import (
     webhook_task_queue,
 )
 
-log = logging.getLogger(__name__)
+
+def open_webhooks(settings: Settings) -> WebhookStore:
+    """The endpoints in the archive, their secrets sealed with the codec keys if set
+    (CodecKeyError if the keys are malformed)."""
+    keys = settings.codec_keys.get_secret_value() if settings.codec_keys else None
+    return WebhookStore(create_archive_engine(settings.database_url), codec_from_keys(keys))
 
 
 async def wake_delivery(client: Client, endpoint_id: str, task_queue: str) -> str:

@@ -10,22 +10,22 @@ import typer
 from activities.webhook_sender import checked_url
 from archive.webhooks import UnknownEndpoint, WebhookStore
 from starter.client import connect
-from starter.codec import CodecKeyError, codec_from_keys
+from starter.codec import CodecKeyError
 from starter.console import fail, open_archive, print_json
-from starter.deliveries import wake_delivery
+from starter.deliveries import open_webhooks, wake_delivery
 from starter.settings import Settings
 
 webhooks_app = typer.Typer(help="Endpoints that hear every referral event.", no_args_is_help=True)
 
 
-def _store(settings: Settings | None = None) -> WebhookStore:
+def webhook_store(settings: Settings | None = None) -> WebhookStore:
+    """The endpoints, in the archive migrated to this version; one line if it cannot be."""
     settings = settings or Settings()
+    open_archive(settings, migrate=True)
     try:
-        keys = settings.codec_keys.get_secret_value() if settings.codec_keys else None
-        codec = codec_from_keys(keys)
+        return open_webhooks(settings)
     except CodecKeyError as error:
         fail(f"REFERRALS_CODEC_KEYS: {error}")
-    return WebhookStore(open_archive(settings, migrate=True).engine, codec)
 
 
 @webhooks_app.command("add")
@@ -41,7 +41,9 @@ def add(
     try:
         checked = checked_url(url, allow_private=settings.webhooks_allow_private)
         types = [e.strip() for e in (events or "").split(",") if e.strip()]
-        endpoint, secret = _store(settings).add(checked, types, description, datetime.now(UTC))
+        endpoint, secret = webhook_store(settings).add(
+            checked, types, description, datetime.now(UTC)
+        )
     except ValueError as error:
         fail(str(error))
     typer.echo(f"id      {endpoint.id}")
@@ -54,7 +56,7 @@ def list_endpoints(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Every endpoint, without its secrets."""
-    endpoints = _store().endpoints()
+    endpoints = webhook_store().endpoints()
     if as_json:
         print_json([asdict(e) for e in endpoints])
         return
@@ -78,7 +80,7 @@ def enable(endpoint_id: str) -> None:
 def rotate_secret(endpoint_id: str) -> None:
     """A new secret, shown only now; the old one keeps signing beside it for 24 hours."""
     try:
-        secret = _store().rotate_secret(endpoint_id, datetime.now(UTC))
+        secret = webhook_store().rotate_secret(endpoint_id, datetime.now(UTC))
     except UnknownEndpoint as error:
         fail(str(error))
     typer.echo(f"secret  {secret}   (the previous one signs too for 24 hours)")
@@ -87,7 +89,7 @@ def rotate_secret(endpoint_id: str) -> None:
 @webhooks_app.command("remove")
 def remove(endpoint_id: str) -> None:
     try:
-        _store().remove(endpoint_id)
+        webhook_store().remove(endpoint_id)
     except UnknownEndpoint as error:
         fail(str(error))
     typer.echo(f"removed {endpoint_id}")
@@ -96,7 +98,7 @@ def remove(endpoint_id: str) -> None:
 
 def _set_enabled(endpoint_id: str, enabled: bool) -> None:
     try:
-        endpoint = _store().set_enabled(endpoint_id, enabled, None if enabled else "by hand")
+        endpoint = webhook_store().set_enabled(endpoint_id, enabled, None if enabled else "by hand")
     except UnknownEndpoint as error:
         fail(str(error))
     typer.echo(f"{endpoint.id} {'enabled' if endpoint.enabled else 'disabled'}")

@@ -3,12 +3,14 @@ events to real HTTP receivers on loopback that verify every signature with the
 `standardwebhooks` package, as a receiver would."""
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +25,7 @@ from starter.deliveries import start_replay, wake_delivery
 from starter.settings import Settings
 from tests.factories import ACCEPT, DISTINCTIVE_CUSTOMER, DISTINCTIVE_TRACES, fresh_rfi
 from tests.receivers import Received, receiving
-from tests.servers import start_referral
+from tests.servers import run_referrals, start_referral, worker_environment
 from worker import build_delivery_worker, build_worker
 from workflows.delivery import WebhookDeliveryWorkflow
 from workflows.delivery_models import delivery_workflow_id
@@ -281,3 +283,47 @@ async def test_a_later_endpoint_hears_only_new_events_and_replay_sends_the_old_w
     assert replayed == [f"{old}.0", f"{old}.1", f"{new}.0"]
     assert [r.webhook_id for r in late.received[4:]] == replayed
     assert status == WorkflowExecutionStatus.COMPLETED
+
+
+async def test_the_events_commands_show_each_delivery_and_replay_one_rfi(
+    delivering: Callable[..., AbstractAsyncContextManager[Delivery]],
+    dev_env: WorkflowEnvironment,
+    tmp_path: Path,
+) -> None:
+    with receiving([(400, {})]) as receiver:
+        async with delivering() as delivery:
+            endpoint, secret = await delivery.endpoint(receiver.url)
+            refused = await delivery.referral([])
+            await delivery.settled(refused)
+            while not receiver.received:
+                await asyncio.sleep(0.05)
+            kept = await delivery.referral([("no_thanks", None)])
+            await delivery.settled(kept)
+            await asyncio.to_thread(receiver.wait_for, 2, secret)
+            environment = worker_environment(
+                dev_env,
+                tmp_path,
+                REFERRALS_DATABASE_URL=delivery.settings.database_url,
+                REFERRALS_TASK_QUEUE=delivery.queue,
+            )
+            listed = run_referrals(environment, "events", "list", "--json")
+            dead = run_referrals(environment, "events", "list", "--status", "dead")
+            rfi = kept.split(":")[1]
+            replayed = await asyncio.to_thread(
+                run_referrals, environment, "events", "replay", endpoint.id, "--rfi", rfi, "--wait"
+            )
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["event_id"]: row for row in json.loads(listed.stdout)}
+    assert {k: (v["status"], v["attempts"], v["last_code"]) for k, v in rows.items()} == {
+        f"{refused}.0": ("dead", 1, 400),
+        f"{kept}.0": ("delivered", 1, 200),
+        f"{kept}.1": ("delivered", 1, 200),
+    }
+    assert rows[f"{kept}.1"]["type"] == "referral.skipped"
+    assert dead.stdout.splitlines() == [
+        f"{refused}.0  referral.created  {endpoint.id}  dead  1 tries  HTTP 400"
+    ]
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"replaying 2 event(s) to {endpoint.id}" in replayed.stdout
+    assert [r.webhook_id for r in receiver.received[-2:]] == [f"{kept}.0", f"{kept}.1"]
+    assert len(receiver.received) == 5
