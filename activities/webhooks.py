@@ -41,6 +41,7 @@ from workflows.delivery_models import (
     LaneResult,
     PumpRequest,
     PumpResult,
+    Replay,
 )
 
 BATCH = 100  # events read and sent at once
@@ -105,7 +106,7 @@ class WebhookActivities:
                 where = EventFilter(cursor, replay.until, replay.since, replay.rfi_id)
             rows = self._deliveries.events(endpoint, where, BATCH)
             if rows:
-                lanes, state = self._send_batch(endpoint, rows, held, request.replay is None)
+                lanes, state = self._send_batch(endpoint, rows, held, cursor, request.replay)
                 cursor = rows[-1].position
                 activity.heartbeat(cursor)
                 if lanes or state != "open":
@@ -119,13 +120,18 @@ class WebhookActivities:
             activity.wait_for_worker_shutdown_sync(self._poll_interval)
 
     def _send_batch(
-        self, endpoint: Endpoint, rows: Sequence[EventRow], held: set[str], live: bool
+        self,
+        endpoint: Endpoint,
+        rows: Sequence[EventRow],
+        held: set[str],
+        previous: int,
+        replay: Replay | None,
     ) -> tuple[list[Lane], EndpointState]:
         """Send the rows in order; hand back, per referral, what must wait for the
         workflow. After a failure the rest of the batch is handed back untried, so that
         an endpoint that does not answer costs one timeout here, not one per event."""
         skip = set()
-        if live and (activity.info().attempt > 1 or activity.info().heartbeat_details):
+        if replay is None and activity.info().attempt > 1:
             skip = self._deliveries.delivered(endpoint.id, [row.position for row in rows])
         secrets = self._webhooks.secrets(endpoint.id, self._now())
         waiting: dict[str, Lane] = {}
@@ -139,6 +145,7 @@ class WebhookActivities:
                 continue
             attempt = self._try(endpoint, secrets, row, failures=0)
             attempts.append(attempt)
+            activity.heartbeat(previous)  # alive, after a send that may take TIMEOUT_S
             if attempt.status == "pending":
                 gone = attempt.code == 410
                 waiting[row.workflow_id] = Lane(

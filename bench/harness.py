@@ -10,7 +10,15 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -51,19 +59,22 @@ def rotated(items: list[T], round_: int) -> list[T]:
     return items[shift:] + items[:shift]
 
 
-def schedule(rounds: int) -> Iterator[tuple[str, str]]:
+def schedule(rounds: int, systems: Sequence[str] = SYSTEMS) -> Iterator[tuple[str, str]]:
     """(system, label) of each run of a load: rounds with both systems back to back, the
     first alternating, so that a drift of the machine (another process, the server's own
     housekeeping) does not always favour the same one. Labels go into workflow ids."""
     for round_ in range(rounds):
-        for system in rotated(list(SYSTEMS), round_):
+        for system in rotated(list(systems), round_):
             yield system, f"{system}-{round_ + 1}of{rounds}"
 
 
-async def in_rounds(rounds: int, measure: Callable[[str, str], Awaitable[T]]) -> dict[str, list[T]]:
-    """`measure(system, label)` as `schedule` orders it: each system's results, round by round."""
-    results: dict[str, list[T]] = {system: [] for system in SYSTEMS}
-    for system, label in schedule(rounds):
+async def in_rounds(
+    rounds: int, measure: Callable[[str, str], Awaitable[T]], systems: Sequence[str] = SYSTEMS
+) -> dict[str, list[T]]:
+    """`measure(system, label)` as `schedule` orders it: each system's results, round by round
+    (the baseline and the referrals, unless other `systems` are named)."""
+    results: dict[str, list[T]] = {system: [] for system in systems}
+    for system, label in schedule(rounds, systems):
         results[system].append(await measure(system, label))
     return results
 

@@ -207,3 +207,58 @@ class HeapResult(Figures):
     max_cached_workflows: int
     heap_per_open_referral_kb: float
     heap_per_open_referral_past_cache_kb: float
+
+
+# `bench events`
+
+
+@dataclass(frozen=True)
+class ByEndpoints(Figures, Generic[T]):
+    """One figure of the lifecycle without a webhook endpoint and with one."""
+
+    without_endpoint: T
+    one_endpoint: T
+
+    def items(self) -> list[tuple[str, T]]:
+        return [("without_endpoint", self.without_endpoint), ("one_endpoint", self.one_endpoint)]
+
+
+@dataclass(frozen=True)
+class DeliveryLoad(Figures):
+    """One load of lifecycles with its endpoints: their rate, and each event's lag from its
+    transition's effective time to the receiver having it, at every endpoint."""
+
+    load: str  # "saturation" (closed loop, the rounds merged) or "50 %" (open loop)
+    endpoints: int
+    offered_per_s: float | None  # None: closed loop at saturation
+    achieved_per_s: float
+    events_expected: int  # every event of every lifecycle, once at each endpoint
+    events_received: int  # of those, each counted once
+    missing: int  # not received within the drain time after the load ended
+    duplicates: int  # received more than once
+    lag_p50_ms: float | None  # None: no endpoint, nothing sent
+    lag_p99_ms: float | None
+    lag_max_ms: float | None
+
+
+@dataclass(frozen=True)
+class EventsResult(Figures):
+    referrals: int  # lifecycles per loop
+    in_flight: int
+    rounds: int
+    server: str
+    # Closed loops at saturation, in rounds alternating no endpoint and one: median rates.
+    without_endpoint_per_s: float
+    one_endpoint_per_s: float
+    # The median of the rounds' ratios, one endpoint / none (target >= 0.9).
+    ratio: float
+    round_ratios: tuple[float, ...]
+    # Open loops at 50 % of the saturation rate without endpoint: the lag (target p99 < 1 s).
+    offered_per_s: float
+    one_endpoint_lag_p50_ms: float
+    one_endpoint_lag_p99_ms: float
+    three_endpoints_lag_p50_ms: float
+    three_endpoints_lag_p99_ms: float
+    missing: int  # over every load with endpoints
+    loads: tuple[DeliveryLoad, ...]
+    cpu_ms_per_lifecycle: ByEndpoints[CpuShares]  # at saturation

@@ -14,14 +14,16 @@ from sqlalchemy.orm import Session
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
-from archive.database import create_archive_engine
+from archive.database import create_archive_engine, upgrade
 from archive.schema import ReferralRow, TransitionRow
+from archive.webhooks import WebhookStore
 from starter import referrals
 from starter.client import connect
 from starter.dev import dev_server_command, free_port
 from starter.processes import running
 from starter.settings import Settings
 from tests.factories import ROOT, fresh_rfi
+from tests.receivers import receiving
 from tests.servers import WORKER_COMMAND, worker_environment
 from worker import build_worker
 from workflows.models import Status
@@ -159,3 +161,62 @@ async def test_deadlines_fire_late_after_the_server_restarts_with_their_own_effe
     assert expired.status is Status.EXPIRED
     assert expired.transitions[-1].effective_at == entered + timedelta(seconds=8)
     assert expired.transitions[-1].processed_at > expired.transitions[-1].effective_at
+
+
+async def test_a_worker_killed_while_sending_events_delivers_all_of_them_in_order_after_restart(
+    dev_env: WorkflowEnvironment, drill: dict[str, str]
+) -> None:
+    """100 referrals produce events for two endpoints; the worker is SIGKILLed once
+    they have heard some, then restarted: both hear every event, each referral's in order."""
+    client = dev_env.client
+    queue = drill["REFERRALS_TASK_QUEUE"]
+    engine = create_archive_engine(drill["REFERRALS_DATABASE_URL"])
+    upgrade(engine)
+    size = 100
+    expected = size + sum(len(GROUPS[i % len(GROUPS)][0]) for i in range(size))
+    with receiving(delay_s=0.01) as first_receiver, receiving() as second_receiver:
+        receivers = [first_receiver, second_receiver]
+        secrets = [
+            WebhookStore(engine).add(r.url, [], "drill", datetime.now(UTC))[1] for r in receivers
+        ]
+        rfis = [fresh_rfi(id=f"hooks-{uuid.uuid4().hex[:10]}") for _ in range(size)]
+        with running(WORKER_COMMAND, env=drill, cwd=ROOT, quiet=True, grace=0) as worker:
+            await asyncio.gather(
+                *(referrals.submit(client, rfi, ["globex"], task_queue=queue) for rfi in rfis)
+            )
+            handles = [client.get_workflow_handle(f"referral:{rfi.id}:globex") for rfi in rfis]
+            for step in range(3):
+                await asyncio.gather(
+                    *(
+                        handles[i].signal(action, PAYLOADS.get(action, {}))
+                        for i in range(size)
+                        for action in GROUPS[i % len(GROUPS)][0][step : step + 1]
+                    )
+                )
+            for _ in range(300):  # killed once both endpoints heard some, not all
+                if min(len(r.accepted(s)) for r, s in zip(receivers, secrets, strict=True)) >= 30:
+                    break
+                await asyncio.sleep(0.05)
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+        heard_before = [len(r.accepted(s)) for r, s in zip(receivers, secrets, strict=True)]
+        with running(WORKER_COMMAND, env=drill, cwd=ROOT, quiet=True):
+            heard = [
+                await asyncio.to_thread(r.wait_for, expected, s, 180)
+                for r, s in zip(receivers, secrets, strict=True)
+            ]
+            for handle in handles:  # leave the shared dev server tidy
+                if (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:
+                    await handle.terminate("drill finished")
+    assert min(heard_before) >= 30
+    assert max(heard_before) < expected
+    for receiver, events in zip(receivers, heard, strict=True):
+        per_referral: dict[str, list[int]] = {}
+        for event in events:  # each event as first accepted, in the order it arrived
+            per_referral.setdefault(event["data"]["workflow_id"], []).append(event["data"]["seq"])
+        assert len(per_referral) == size
+        for i, rfi in enumerate(rfis):
+            actions = GROUPS[i % len(GROUPS)][0]
+            assert per_referral[f"referral:{rfi.id}:globex"] == list(range(len(actions) + 1))
+        duplicates = len(receiver.received) - len(events)
+        print(f"{receiver.url}: {len(events)} events, {duplicates} sent again after the kill")

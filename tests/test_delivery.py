@@ -104,6 +104,13 @@ def delivering(
     return running
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    """Once ``condition()`` holds (within 30 s)."""
+    async with asyncio.timeout(30):
+        while not condition():  # noqa: ASYNC110 (a condition on other threads' state)
+            await asyncio.sleep(0.05)
+
+
 def by_referral(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     lanes: dict[str, list[dict[str, Any]]] = {}
     for event in events:
@@ -212,10 +219,7 @@ async def test_410_disables_the_endpoint_and_enabling_it_sends_what_waited(
             first = await delivery.referral([])
             second = await delivery.referral([("no_thanks", None)])
             await delivery.settled(first, second)
-            for _ in range(100):
-                if not delivery.webhooks.endpoint(endpoint.id).enabled:  # type: ignore[union-attr]
-                    break
-                await asyncio.sleep(0.05)
+            await until(lambda: not delivery.webhooks.endpoint(endpoint.id).enabled)  # type: ignore[union-attr]
             gone = delivery.webhooks.endpoint(endpoint.id)
             assert gone is not None
             assert not gone.enabled
@@ -295,8 +299,7 @@ async def test_the_events_commands_show_each_delivery_and_replay_one_rfi(
             endpoint, secret = await delivery.endpoint(receiver.url)
             refused = await delivery.referral([])
             await delivery.settled(refused)
-            while not receiver.received:
-                await asyncio.sleep(0.05)
+            await until(lambda: bool(receiver.received))
             kept = await delivery.referral([("no_thanks", None)])
             await delivery.settled(kept)
             await asyncio.to_thread(receiver.wait_for, 2, secret)
