@@ -17,7 +17,7 @@ events, each with its original `webhook-id`). A retried pump skips what it recor
 import logging
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -152,7 +152,7 @@ class WebhookActivities:
                     workflow_id=row.workflow_id,
                     positions=[row.position],
                     attempts=0 if gone else 1,
-                    next_try_at=attempt.next_try_at,
+                    retry_in=_retry_in(attempt),
                 )
                 stopped = True
         self._deliveries.record(endpoint.id, attempts)
@@ -178,7 +178,7 @@ class WebhookActivities:
                 return LaneResult(done=done, state="gone", attempts=failures)  # not a failure
             if attempt.status == "pending":
                 return LaneResult(
-                    done=done, state="open", attempts=failures + 1, next_try_at=attempt.next_try_at
+                    done=done, state="open", attempts=failures + 1, retry_in=_retry_in(attempt)
                 )
             done, failures = done + 1, 0
         # Events no longer in the archive (never the case but by hand) count as done.
@@ -217,6 +217,10 @@ def _queue(waiting: dict[str, Lane], row: EventRow) -> None:
         if lane
         else Lane(workflow_id=row.workflow_id, positions=positions)
     )
+
+
+def _retry_in(attempt: Attempt) -> timedelta | None:
+    return attempt.next_try_at - attempt.at if attempt.next_try_at else None
 
 
 def _state(endpoint: Endpoint | None) -> EndpointState:

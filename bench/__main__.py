@@ -1,4 +1,4 @@
-"""`python -m bench lifecycle|open|heap|burst|compare ... [--json]`."""
+"""`python -m bench lifecycle|events|open|heap|burst|compare ... [--json]`."""
 
 import asyncio
 import json
@@ -95,6 +95,74 @@ def lifecycle_command(
     for system, trips in result.round_trips_per_lifecycle.items():
         counts = ", ".join(f"{name} {count}" for name, count in trips.as_json().items())
         console.print(f"Per lifecycle at saturation, {system}: {counts}")
+
+
+@app.command("events")
+def events_command(
+    referrals: Annotated[int, typer.Option(min=10, help="Lifecycles per loop.")] = 200,
+    in_flight: Annotated[
+        int, typer.Option(min=1, help="Closed-loop concurrency at saturation.")
+    ] = 50,
+    rounds: Annotated[
+        int, typer.Option(min=1, help="Rounds at saturation, no endpoint and one back to back.")
+    ] = 5,
+    as_json: AsJson = False,
+) -> None:
+    """Webhook delivery: the lifecycle's throughput with one endpoint against none, then
+    the lag from a transition to the receiver at 50 % load with one and three endpoints."""
+    from bench.events import run_events
+
+    result = measured(run_events(referrals, in_flight, rounds))
+    if as_json:
+        print_json(result)
+        return
+    table = Table(
+        "Endpoints",
+        "Offered /s",
+        "Achieved /s",
+        "Received",
+        "Missing",
+        "Lag p50 ms",
+        "Lag p99 ms",
+        "Lag max ms",
+    )
+    for load in result.loads:
+        table.add_row(
+            str(load.endpoints),
+            str(load.offered_per_s or "saturation"),
+            str(load.achieved_per_s),
+            f"{load.events_received}/{load.events_expected}",
+            str(load.missing),
+            *(
+                str("-" if ms is None else ms)
+                for ms in (load.lag_p50_ms, load.lag_p99_ms, load.lag_max_ms)
+            ),
+        )
+    console = Console()
+    console.print(table)
+    console.print(
+        f"lifecycles/s without endpoint {result.without_endpoint_per_s}, with one "
+        f"{result.one_endpoint_per_s}, ratio {result.ratio} (median of rounds "
+        f"{list(result.round_ratios)}; target >= 0.9)"
+    )
+    console.print(
+        f"lag at 50 % ({result.offered_per_s}/s): one endpoint p50 "
+        f"{result.one_endpoint_lag_p50_ms} ms, p99 {result.one_endpoint_lag_p99_ms} ms; three "
+        f"endpoints p50 {result.three_endpoints_lag_p50_ms} ms, p99 "
+        f"{result.three_endpoints_lag_p99_ms} ms (target p99 < 1000 ms); events missing "
+        f"{result.missing}"
+    )
+    for load in result.loads[1:]:
+        by_type = ", ".join(
+            f"{type_.removeprefix('referral.')} {lag.p50_ms}/{lag.p99_ms}"
+            for type_, lag in load.lag_by_type.items()
+        )
+        console.print(
+            f"Lag p50/p99 ms by event, {load.load} with {load.endpoints} endpoint(s): {by_type}"
+        )
+    for system, cpu in result.cpu_ms_per_lifecycle.items():
+        shares = ", ".join(f"{name} {ms}" for name, ms in cpu.as_json().items())
+        console.print(f"CPU ms per lifecycle at saturation, {system}: {shares}")
 
 
 @app.command("open")

@@ -11,14 +11,15 @@ the events recorded from then on) and waits for its delivery run's pump before t
 then for every event of the loop at the receiver, then removes it and waits for its run
 to end; a round without endpoint has none at all. The archive records every event either
 way (its outbox): only the sending differs. CPU per lifecycle by process counts the loop
-and, with an endpoint, the wait for its last events.
+and, with an endpoint, the wait for its last events; the receiver's counts as the bench's,
+on the same two cores as the rest (a real receiver would be elsewhere).
 
 Phase 2, open loops at 50 % of the saturation rate without endpoint, once with one
 endpoint and once with three: each event's lag, from its transition's effective time
 (`data.effective_at`; for `referral.created` the RFI's receipt, stamped as it is
 submitted) to the receiver having its body, at every endpoint. A lifecycle makes four
 events (created, evaluating, negotiating, won); every one is expected once at each
-endpoint, and one still missing `DRAIN_S` after the loop ended is counted missing.
+endpoint; one that has not come once none came for `DRAIN_S` is counted missing.
 """
 
 import asyncio
@@ -36,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from temporalio.client import Client
 
 from archive.events import event_id
-from archive.webhooks import WebhookStore
+from archive.webhooks import EVENT_NAMES, WebhookStore
 from bench.harness import (
     cpu_s,
     dev_server,
@@ -48,10 +49,9 @@ from bench.harness import (
     referral_worker,
 )
 from bench.loops import Driver, Load, closed_loop, merged, open_loop, referral_driver
-from bench.results import ByEndpoints, CpuShares, DeliveryLoad, EventsResult
-from starter.deliveries import wake_delivery
+from bench.results import ByEndpoints, CpuShares, DeliveryLoad, EventsResult, Lag
+from starter.deliveries import open_webhooks, wake_delivery
 from starter.settings import Settings
-from worker import webhook_store
 from workflows.delivery_models import delivery_workflow_id, webhook_task_queue
 
 EVENTS_QUEUE = "bench-events"
@@ -59,7 +59,7 @@ WITHOUT, ONE = "no-endpoint", "one-endpoint"  # the systems of phase 1's rounds
 LIFECYCLE_EVENTS = 4  # referral.created, then evaluating, negotiating and won: seq 0 to 3
 LAG_ENDPOINTS = (1, 3)
 LAG_SHARE = 0.5
-DRAIN_S = 30.0  # how long after a loop its last events may take to arrive
+DRAIN_S = 30.0  # how long after a loop, or after the last arrival, events may take
 SETTLE_S = 60.0  # how long a delivery run may take to start its pump, or to end
 
 
@@ -72,10 +72,11 @@ class Arrival:
     webhook_id: str
     body: bytes
 
-    def lag_s(self) -> float:
-        """From the transition's effective time to this arrival."""
-        effective_at = json.loads(self.body)["data"]["effective_at"]
-        return self.at - datetime.fromisoformat(effective_at).timestamp()
+    def lag_s(self) -> tuple[str, float]:
+        """The event's type, and the time from its transition's effective time to here."""
+        event = json.loads(self.body)
+        effective_at = datetime.fromisoformat(event["data"]["effective_at"])
+        return event["type"], self.at - effective_at.timestamp()
 
 
 class Receiver(ThreadingHTTPServer):
@@ -137,11 +138,15 @@ class Delivered:
     expected: int  # each event once at each endpoint
     received: int
     duplicates: int
-    lags_s: list[float] = field(repr=False)
+    lags_s: dict[str, list[float]] = field(repr=False)  # by event type
 
     @property
     def missing(self) -> int:
         return self.expected - self.received
+
+    @property
+    def all_lags_s(self) -> list[float]:
+        return [lag for lags in self.lags_s.values() for lag in lags]
 
     @classmethod
     def sum(cls, parts: list["Delivered"]) -> "Delivered":
@@ -149,7 +154,10 @@ class Delivered:
             sum(part.expected for part in parts),
             sum(part.received for part in parts),
             sum(part.duplicates for part in parts),
-            [lag for part in parts for lag in part.lags_s],
+            {
+                type_: [lag for part in parts for lag in part.lags_s.get(type_, ())]
+                for type_ in dict.fromkeys(t for part in parts for t in part.lags_s)
+            },
         )
 
 
@@ -162,7 +170,7 @@ def delivered(receiver: Receiver, paths: list[str], workflow_ids: list[str]) -> 
     """Each expected event's first arrival at each path, and its lag."""
     expected = expected_events(workflow_ids)
     received = duplicates = 0
-    lags: list[float] = []
+    lags: dict[str, list[float]] = {}
     for path in paths:
         seen: set[str] = set()
         for arrival in receiver.arrivals(path):
@@ -172,15 +180,17 @@ def delivered(receiver: Receiver, paths: list[str], workflow_ids: list[str]) -> 
                 duplicates += 1
                 continue
             seen.add(arrival.webhook_id)
-            lags.append(arrival.lag_s())
+            type_, lag = arrival.lag_s()
+            lags.setdefault(type_, []).append(lag)
         received += len(seen)
     return Delivered(len(expected) * len(paths), received, duplicates, lags)
 
 
 async def drained(receiver: Receiver, paths: list[str], workflow_ids: list[str]) -> Delivered:
-    """What arrived once every expected event has, or after `DRAIN_S`."""
+    """What arrived once every expected event has, or once none came for `DRAIN_S` (a
+    backlog that still moves is waited for)."""
     expected = expected_events(workflow_ids)
-    deadline = time.monotonic() + DRAIN_S
+    deadline, had = time.monotonic() + DRAIN_S, 0
     while time.monotonic() < deadline:
         got = sum(
             len(expected.intersection(a.webhook_id for a in receiver.arrivals(path)))
@@ -188,6 +198,8 @@ async def drained(receiver: Receiver, paths: list[str], workflow_ids: list[str])
         )
         if got == len(expected) * len(paths):
             break
+        if got > had:
+            deadline, had = time.monotonic() + DRAIN_S, got
         await asyncio.sleep(0.05)
     return delivered(receiver, paths, workflow_ids)
 
@@ -201,7 +213,7 @@ def percentile_ms(lags_s: list[float], q: float) -> float:
 
 def delivery_load(name: str, endpoints: int, load: Load, got: Delivered) -> DeliveryLoad:
     """The figures of a load; without endpoints, no lag (None)."""
-    lags = got.lags_s
+    lags = got.all_lags_s
     return DeliveryLoad(
         load=name,
         endpoints=endpoints,
@@ -214,6 +226,10 @@ def delivery_load(name: str, endpoints: int, load: Load, got: Delivered) -> Deli
         lag_p50_ms=percentile_ms(lags, 50) if endpoints else None,
         lag_p99_ms=percentile_ms(lags, 99) if endpoints else None,
         lag_max_ms=round(max(lags) * 1000, 1) if lags else None,
+        lag_by_type={
+            type_: Lag(percentile_ms(got.lags_s[type_], 50), percentile_ms(got.lags_s[type_], 99))
+            for type_ in sorted(got.lags_s, key=EVENT_NAMES.index)
+        },
     )
 
 
@@ -254,9 +270,7 @@ async def run_events(count: int, in_flight: int, rounds: int) -> EventsResult:
         env = server.worker_environment(EVENTS_QUEUE)
         archive = migrated_archive(env["REFERRALS_DATABASE_URL"])
         # As the worker reads it (with the environment's codec keys, if any).
-        store: WebhookStore = webhook_store(
-            Settings(REFERRALS_DATABASE_URL=env["REFERRALS_DATABASE_URL"])
-        )
+        store = open_webhooks(Settings(REFERRALS_DATABASE_URL=env["REFERRALS_DATABASE_URL"]))
         endpoints = Endpoints(client, store, receiver)
         referral = referral_driver(archive, run_id, EVENTS_QUEUE)
         with referral_worker(env) as worker, progress_bars() as progress:
@@ -266,11 +280,11 @@ async def run_events(count: int, in_flight: int, rounds: int) -> EventsResult:
             cpu_s_used = {system: dict.fromkeys(pids, 0.0) for system in (WITHOUT, ONE)}
 
             async def with_endpoints(
-                label: str, count: int, loop: Loop, cpu: dict[str, float] | None = None
+                label: str, wanted: int, loop: Loop, cpu: dict[str, float] | None = None
             ) -> tuple[Load, Delivered]:
-                """`loop` of lifecycles with `count` fresh endpoints, until they got every
+                """`loop` of lifecycles with `wanted` fresh endpoints, until they got every
                 event; `cpu` adds up what each process spent meanwhile."""
-                paths = [f"{label}-{n + 1}" for n in range(count)]
+                paths = [f"{label}-{n + 1}" for n in range(wanted)]
                 added = [await endpoints.add(path) for path in paths]
                 workflow_ids: list[str] = []
 
@@ -282,15 +296,15 @@ async def run_events(count: int, in_flight: int, rounds: int) -> EventsResult:
                 before = {name: cpu_s(pid) for name, pid in pids.items()}
                 load = await loop(drive)
                 got = await drained(receiver, paths, workflow_ids)
-                for name, pid in pids.items():
-                    if cpu is not None:
+                if cpu is not None:
+                    for name, pid in pids.items():
                         cpu[name] += cpu_s(pid) - before[name]
                 for endpoint_id in added:
                     await endpoints.remove(endpoint_id)
                 return load, got
 
-            def closed(label: str, count: int, in_flight: int) -> Loop:
-                return lambda drive: closed_loop(client, drive, count, in_flight, label, progress)
+            def closed(label: str, size: int, in_flight: int) -> Loop:
+                return lambda drive: closed_loop(client, drive, size, in_flight, label, progress)
 
             def offered(label: str, rate: float) -> Loop:
                 return lambda drive: open_loop(client, drive, count, rate, label, progress)
@@ -322,7 +336,7 @@ async def run_events(count: int, in_flight: int, rounds: int) -> EventsResult:
         delivery_load("saturation", 1, one, Delivered.sum([g for _, g in saturated[ONE]])),
         *(delivery_load(f"{LAG_SHARE:.0%}", n, load, got) for n, (load, got) in lagged.items()),
     ]
-    lags = {n: got.lags_s for n, (_, got) in lagged.items()}
+    lags = {n: got.all_lags_s for n, (_, got) in lagged.items()}
     round_ratios = [
         o.achieved_per_s / w.achieved_per_s
         for (o, _), (w, _) in zip(saturated[ONE], saturated[WITHOUT], strict=True)

@@ -224,6 +224,12 @@ class ByEndpoints(Figures, Generic[T]):
 
 
 @dataclass(frozen=True)
+class Lag(Figures):
+    p50_ms: float
+    p99_ms: float
+
+
+@dataclass(frozen=True)
 class DeliveryLoad(Figures):
     """One load of lifecycles with its endpoints: their rate, and each event's lag from its
     transition's effective time to the receiver having it, at every endpoint."""
@@ -239,6 +245,9 @@ class DeliveryLoad(Figures):
     lag_p50_ms: float | None  # None: no endpoint, nothing sent
     lag_p99_ms: float | None
     lag_max_ms: float | None
+    # By event type, in the lifecycle's order: referral.created counts from the RFI's
+    # receipt (stamped as it is submitted), the others from their transition.
+    lag_by_type: dict[str, Lag]
 
 
 @dataclass(frozen=True)

@@ -362,3 +362,96 @@ def test_compare_stops_with_one_error_when_a_variant_cannot_run() -> None:
     assert done.returncode == 1
     message = " ".join(done.stderr.split())
     assert "error: the worker of variant 'REFERRALS_MAX_CONCURRENT_ACTIVITIES=0' exited" in message
+
+
+LAG = dict.fromkeys(["p50_ms", "p99_ms"])
+DELIVERY_LOAD = dict.fromkeys(
+    [
+        "load",
+        "endpoints",
+        "offered_per_s",
+        "achieved_per_s",
+        "events_expected",
+        "events_received",
+        "missing",
+        "duplicates",
+        "lag_p50_ms",
+        "lag_p99_ms",
+        "lag_max_ms",
+    ]
+)
+LIFECYCLE_EVENTS = [
+    "referral.created",
+    "referral.evaluating",
+    "referral.negotiating",
+    "referral.won",
+]
+
+
+def test_events_reports_throughput_with_and_without_an_endpoint_and_every_events_lag() -> None:
+    result = bench("events", *("--referrals", "10", "--in-flight", "5", "--rounds", "2"))
+    sent = {**DELIVERY_LOAD, "lag_by_type": dict.fromkeys(LIFECYCLE_EVENTS, LAG)}
+    assert same_shape(
+        result,
+        {
+            **dict.fromkeys(
+                [
+                    "referrals",
+                    "in_flight",
+                    "rounds",
+                    "server",
+                    "without_endpoint_per_s",
+                    "one_endpoint_per_s",
+                    "ratio",
+                    "round_ratios",
+                    "offered_per_s",
+                    "one_endpoint_lag_p50_ms",
+                    "one_endpoint_lag_p99_ms",
+                    "three_endpoints_lag_p50_ms",
+                    "three_endpoints_lag_p99_ms",
+                    "missing",
+                ]
+            ),
+            # Saturation without endpoint and with one, then 50 % with one and with three.
+            "loads": [{**DELIVERY_LOAD, "lag_by_type": {}}, sent, sent, sent],
+            "cpu_ms_per_lifecycle": {"without_endpoint": CPU, "one_endpoint": CPU},
+        },
+    ), shape(result)
+    assert (result["referrals"], result["in_flight"], result["rounds"]) == (10, 5, 2)
+    assert result["without_endpoint_per_s"] > 0
+    assert result["one_endpoint_per_s"] > 0
+    assert len(result["round_ratios"]) == 2
+    assert result["ratio"] == pytest.approx(statistics.median(result["round_ratios"]), abs=0.001)
+    assert result["offered_per_s"] == pytest.approx(
+        0.5 * result["without_endpoint_per_s"], abs=0.01
+    )
+    loads = result["loads"]
+    assert [(load["load"], load["endpoints"]) for load in loads] == [
+        ("saturation", 0),
+        ("saturation", 1),
+        ("50%", 1),
+        ("50%", 3),
+    ]
+    assert [load["offered_per_s"] for load in loads[:2]] == [None, None]
+    assert [load["offered_per_s"] for load in loads[2:]] == [result["offered_per_s"]] * 2
+    # Four events a lifecycle, every one at every endpoint, once.
+    assert [load["events_expected"] for load in loads] == [0, 4 * 10 * 2, 4 * 10, 4 * 10 * 3]
+    for load in loads:
+        assert load["events_received"] == load["events_expected"]
+        assert (load["missing"], load["duplicates"]) == (0, 0)
+        assert load["achieved_per_s"] > 0
+    assert result["missing"] == 0
+    assert loads[0]["lag_p50_ms"] is None
+    for load in loads[1:]:
+        assert 0 < load["lag_p50_ms"] <= load["lag_p99_ms"] <= load["lag_max_ms"]
+        assert all(0 < lag["p50_ms"] <= lag["p99_ms"] for lag in load["lag_by_type"].values())
+    assert (result["one_endpoint_lag_p50_ms"], result["one_endpoint_lag_p99_ms"]) == (
+        loads[2]["lag_p50_ms"],
+        loads[2]["lag_p99_ms"],
+    )
+    assert (result["three_endpoints_lag_p50_ms"], result["three_endpoints_lag_p99_ms"]) == (
+        loads[3]["lag_p50_ms"],
+        loads[3]["lag_p99_ms"],
+    )
+    cpu = result["cpu_ms_per_lifecycle"]
+    assert all(ms > 0 for system in cpu.values() for ms in system.values())

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,12 @@ class Delivery:
         for name, payload in path:
             await handle.execute_update(name, payload)
         return handle.id
+
+    async def recorded(self, endpoint: Endpoint) -> None:
+        """Once no event is pending: an event is recorded as delivered with the batch it
+        went in, a moment after it arrived."""
+        report = self.deliveries.report
+        await until(lambda: not report(endpoint, from_position=0, status="pending"))
 
     async def settled(self, *workflow_ids: str) -> None:
         """Once every referral has archived what it did (its events are in the outbox)."""
@@ -197,6 +203,10 @@ async def test_retry_after_is_honoured_and_a_refused_event_does_not_stop_the_nex
             events = await asyncio.to_thread(receiver.wait_for, 1, secret)
             await delivery.client.get_workflow_handle(workflow_id).execute_update("accept", ACCEPT)
             events = await asyncio.to_thread(receiver.wait_for, 2, secret)
+            # Recorded once the batch it went in is through: a moment after it arrived.
+            await until(
+                lambda: not delivery.deliveries.report(endpoint, from_position=0, status="pending")
+            )
             report = delivery.deliveries.report(endpoint, from_position=0)
     first, second, third, fourth = receiver.received[:4]
     assert (first.headers["answered"], second.headers["answered"]) == ("429", "400")
@@ -227,14 +237,18 @@ async def test_410_disables_the_endpoint_and_enabling_it_sends_what_waited(
             await asyncio.sleep(1)
             assert len(receiver.received) == 1  # nothing more while it is disabled
             handle = delivery.client.get_workflow_handle(delivery_workflow_id(endpoint.id))
-            assert (await handle.query(WebhookDeliveryWorkflow.progress)).paused
+            progress = await handle.query(WebhookDeliveryWorkflow.progress)
+            assert progress.paused
             delivery.webhooks.set_enabled(endpoint.id, True)
             await wake_delivery(delivery.client, endpoint.id, delivery.queue)
             events = await asyncio.to_thread(receiver.wait_for, 3, secret)
     lanes = by_referral(events)
     assert [e["data"]["seq"] for e in lanes[first]] == [0]
     assert [e["data"]["seq"] for e in lanes[second]] == [0, 1]
-    assert receiver.received[1].webhook_id == f"{first}.0"  # the one that was answered 410
+    # The event answered 410 was sent again, once, and nothing else twice.
+    sent = [r.webhook_id for r in receiver.received]
+    assert len(sent) == 4
+    assert sent.count(sent[0]) == 2
 
 
 async def test_an_endpoint_that_never_answers_slows_neither_another_nor_the_referrals(
@@ -303,6 +317,7 @@ async def test_the_events_commands_show_each_delivery_and_replay_one_rfi(
             kept = await delivery.referral([("no_thanks", None)])
             await delivery.settled(kept)
             await asyncio.to_thread(receiver.wait_for, 2, secret)
+            await delivery.recorded(endpoint)
             environment = worker_environment(
                 dev_env,
                 tmp_path,
@@ -330,3 +345,39 @@ async def test_the_events_commands_show_each_delivery_and_replay_one_rfi(
     assert f"replaying 2 event(s) to {endpoint.id}" in replayed.stdout
     assert [r.webhook_id for r in receiver.received[-2:]] == [f"{kept}.0", f"{kept}.1"]
     assert len(receiver.received) == 5
+
+
+async def test_a_run_continues_as_new_keeping_its_place_and_what_waits(
+    delivering: Callable[..., AbstractAsyncContextManager[Delivery]],
+) -> None:
+    """A pump that returns at once fills a run's history in seconds: the run continues as
+    new with its cursor and the lane of an event told to come back in an hour."""
+    later: list[str] = []
+
+    def answer(request: Received) -> tuple[int, dict[str, str]]:
+        if not later or request.webhook_id == later[0]:
+            later[:1] = [request.webhook_id]
+            return 429, {"Retry-After": "3600"}
+        return 200, {}
+
+    with receiving(answer=answer) as receiver:
+        async with delivering(pump_for=0, poll_interval=0) as delivery:
+            endpoint, secret = await delivery.endpoint(receiver.url)
+            waiting = await delivery.referral([])
+            handle = delivery.client.get_workflow_handle(delivery_workflow_id(endpoint.id))
+            first_run = (await handle.describe()).run_id
+            async with asyncio.timeout(120):
+                while (await handle.describe()).run_id == first_run:  # noqa: ASYNC110
+                    await asyncio.sleep(0.5)
+            progress = await handle.query(WebhookDeliveryWorkflow.progress)
+            heard = await delivery.referral([])
+            events = await asyncio.to_thread(receiver.wait_for, 1, secret)
+            report = delivery.deliveries.report(endpoint, from_position=0, status="pending")
+    assert later == [f"{waiting}.0"]
+    assert (progress.waiting_events, progress.waiting_referrals) == (1, 1)
+    assert progress.cursor == delivery.archive.events(workflow_id=waiting)[0].position
+    assert events[0]["data"]["workflow_id"] == heard  # delivery went on in the new run
+    [pending] = report
+    assert (pending.event_id, pending.attempts, pending.last_code) == (f"{waiting}.0", 1, 429)
+    assert pending.next_try_at is not None
+    assert timedelta(minutes=59) < pending.next_try_at - datetime.now(UTC) <= timedelta(hours=1)

@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
 MAX_WAITING_EVENTS = 1_000  # held in lanes; beyond it the run stops reading new events
 SENDING_LANES = 4  # lanes sent at once: a dead endpoint holds at most this many threads
 LANE_BATCH = 20  # events of one lane per activity
-MAX_EVENTS_PER_RUN = 5_000
+MAX_EVENTS_PER_RUN = 2_000
 PAUSED_CHECK = timedelta(hours=1)  # how often a paused run looks at its endpoint again
 
 # The archive may be down: retried without end, every attempt after the third logged as
@@ -136,7 +136,8 @@ class WebhookDeliveryWorkflow:
         if waiting is not None:
             waiting.positions.extend(p for p in lane.positions if p not in waiting.positions)
             return
-        self._lanes[lane.workflow_id] = _Lane(list(lane.positions), lane.attempts, lane.next_try_at)
+        due = _due(lane.next_try_at, lane.retry_in)
+        self._lanes[lane.workflow_id] = _Lane(list(lane.positions), lane.attempts, due)
         task = asyncio.create_task(self._send(lane.workflow_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -178,7 +179,7 @@ class WebhookDeliveryWorkflow:
                     retry_policy=ARCHIVE_RETRY,
                 )
             del lane.positions[: result.done]
-            lane.attempts, lane.next_try_at = result.attempts, result.next_try_at
+            lane.attempts, lane.next_try_at = result.attempts, _due(None, result.retry_in)
             self._note(result.state)
         if not lane.positions:
             del self._lanes[workflow_id]
@@ -233,3 +234,8 @@ class WebhookDeliveryWorkflow:
                 paused=self._paused,
             )
         )
+
+
+def _due(next_try_at: datetime | None, retry_in: timedelta | None) -> datetime | None:
+    """When a failed event is due again, on the workflow's clock."""
+    return workflow.now() + retry_in if retry_in is not None else next_try_at

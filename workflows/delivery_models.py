@@ -4,7 +4,7 @@ Events travel by their position in the archive's outbox, never by their body: a 
 history holds ids and numbers only, and its size stays small however large the backlog.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import Field
@@ -36,12 +36,15 @@ class Replay(WireModel):
 
 class Lane(WireModel):
     """One referral's events waiting for the endpoint, in order. The first has failed
-    `attempts` times and is due again at `next_try_at`; the others wait behind it."""
+    `attempts` times and is due again at `next_try_at` (the workflow's time); the others
+    wait behind it. From an activity, `retry_in` says when instead: the workflow reads it
+    against its own clock, never the worker's."""
 
     workflow_id: str
     positions: list[int] = Field(min_length=1)
     attempts: int = 0
     next_try_at: datetime | None = None
+    retry_in: timedelta | None = None
 
 
 class DeliveryInput(WireModel):
@@ -79,12 +82,12 @@ class LaneRequest(WireModel):
 
 class LaneResult(WireModel):
     """`done` events from the lane's head were delivered or given up on; the next one has
-    failed `attempts` times and is due at `next_try_at`."""
+    failed `attempts` times and is due again in `retry_in`."""
 
     done: int
     state: EndpointState
     attempts: int = 0
-    next_try_at: datetime | None = None
+    retry_in: timedelta | None = None
 
 
 class DeliveryProgress(WireModel):
