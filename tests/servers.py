@@ -39,6 +39,7 @@ from tests.emails import SENDER
 from tests.factories import ROOT, SAMPLES
 from worker import SANDBOX, build_worker
 from workflows import SEARCH_ATTRIBUTE_KEYS
+from workflows.delivery import WebhookDeliveryWorkflow
 from workflows.lifecycle import Referral
 from workflows.metadata import summary
 from workflows.models import ReferralInput, Rfi, StatusView
@@ -299,9 +300,9 @@ async def failing_archive_write(
 
 
 def replayer() -> Replayer:
-    """Today's ReferralWorkflow in the worker's sandbox, to replay histories with."""
+    """Today's workflows in the worker's sandbox, to replay histories with."""
     return Replayer(
-        workflows=[ReferralWorkflow],
+        workflows=[ReferralWorkflow, WebhookDeliveryWorkflow],
         data_converter=pydantic_data_converter,
         workflow_runner=SANDBOX,
     )

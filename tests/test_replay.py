@@ -80,3 +80,19 @@ async def test_a_history_todays_workflow_would_not_write_fails_to_replay() -> No
     result = await replayed(path, data)
     assert isinstance(result.replay_failure, NondeterminismError)
     assert "send_fax" in str(result.replay_failure)
+
+
+DELIVERY_HISTORIES = sorted((Path(__file__).parent / "histories" / "delivery").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", DELIVERY_HISTORIES, ids=[h.stem for h in DELIVERY_HISTORIES])
+async def test_recorded_webhook_deliveries_replay(path: Path) -> None:
+    """A paused, retried and removed endpoint's run, and a replay's
+    (`python -m tests.histories.record_delivery`)."""
+    history = WorkflowHistory.from_json(f"webhooks:{path.stem}", recorded(path))
+    result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None
+
+
+def test_the_delivery_histories_were_recorded() -> None:
+    assert {h.stem for h in DELIVERY_HISTORIES} == {"paused_retried_removed", "replay"}
