@@ -105,6 +105,7 @@ def build_delivery_worker(
         WebhookSender(),
         poll_interval=poll_interval,
         pump_for=pump_for,
+        allow_private=settings.webhooks_allow_private,
     )
     return Worker(
         worker_client(client),

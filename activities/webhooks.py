@@ -28,6 +28,7 @@ from activities.webhook_sender import (
     Signed,
     TryAgain,
     WebhookSender,
+    checked_url,
     next_try_in,
     signed,
 )
@@ -62,6 +63,7 @@ class WebhookActivities:
         *,
         poll_interval: float = POLL_INTERVAL_S,
         pump_for: float = PUMP_FOR_S,
+        allow_private: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._webhooks = webhooks
@@ -69,6 +71,7 @@ class WebhookActivities:
         self._sender = sender
         self._poll_interval = poll_interval
         self._pump_for = pump_for
+        self._allow_private = allow_private
         self._now = clock
 
     @activity.defn(name="pump_webhook_events")
@@ -134,6 +137,7 @@ class WebhookActivities:
         if replay is None and activity.info().attempt > 1:
             skip = self._deliveries.delivered(endpoint.id, [row.position for row in rows])
         secrets = self._webhooks.secrets(endpoint.id, self._now())
+        refusal = self._refusal(endpoint)
         waiting: dict[str, Lane] = {}
         attempts: list[Attempt] = []
         stopped = False  # by a failure: the rest is handed back untried
@@ -143,7 +147,7 @@ class WebhookActivities:
             if stopped or row.workflow_id in held or row.workflow_id in waiting:
                 _queue(waiting, row)
                 continue
-            attempt = self._try(endpoint, secrets, row, failures=0)
+            attempt = self._try(endpoint, secrets, row, 0, refusal)
             attempts.append(attempt)
             activity.heartbeat(previous)  # alive, after a send that may take TIMEOUT_S
             if attempt.status == "pending":
@@ -168,9 +172,10 @@ class WebhookActivities:
             return LaneResult(done=0, state=state)
         lane = request.lane
         secrets = self._webhooks.secrets(endpoint.id, self._now())
+        refusal = self._refusal(endpoint)
         done, failures = 0, lane.attempts
         for row in self._deliveries.at(lane.positions):
-            attempt = self._try(endpoint, secrets, row, failures)
+            attempt = self._try(endpoint, secrets, row, failures, refusal)
             self._deliveries.record(endpoint.id, [attempt])
             activity.heartbeat(done)
             if attempt.code == 410:
@@ -184,11 +189,30 @@ class WebhookActivities:
         # Events no longer in the archive (never the case but by hand) count as done.
         return LaneResult(done=len(lane.positions), state="open")
 
-    def _try(self, endpoint: Endpoint, secrets: list[str], row: EventRow, failures: int) -> Attempt:
-        """Send one event that has failed ``failures`` times before; its outcome."""
+    def _refusal(self, endpoint: Endpoint) -> str | None:
+        """Why the endpoint's URL may not be called now, if it may not: its host was
+        checked when it was added, and may resolve to an internal address since."""
+        try:
+            checked_url(endpoint.url, allow_private=self._allow_private)
+        except ValueError as error:
+            return f"not called: {error}"
+        return None
+
+    def _try(
+        self,
+        endpoint: Endpoint,
+        secrets: list[str],
+        row: EventRow,
+        failures: int,
+        refusal: str | None = None,
+    ) -> Attempt:
+        """Send one event that has failed ``failures`` times before; its outcome. With a
+        ``refusal``, the try fails without a request, to be tried again on the schedule."""
         now = self._now()
         event: Signed = signed(secrets, row.event_id, row.body, now)
         try:
+            if refusal is not None:
+                raise TryAgain(refusal)
             code = self._sender.send(endpoint.url, event)
         except EndpointGone as error:
             return Attempt(row.position, "pending", now, 410, str(error))
