@@ -32,7 +32,7 @@ from activities.webhook_sender import (
     next_try_in,
     signed,
 )
-from archive.deliveries import Attempt, DeliveryStore, EventFilter
+from archive.deliveries import BEFORE_ALL, Attempt, DeliveryStore, EventFilter
 from archive.schema import EventRow
 from archive.webhooks import Endpoint, WebhookStore
 from workflows.delivery_models import (
@@ -93,8 +93,10 @@ class WebhookActivities:
         details = activity.info().heartbeat_details
         # A retried attempt goes on from its last heartbeat.
         cursor: int | None = int(details[0]) if details else request.cursor
-        if cursor is None:  # a replay reads from the start, a live run from the endpoint's
-            start = None if request.replay else self._deliveries.starting_position(endpoint_id)
+        if cursor is None:  # a replay reads from the first event, a live run from its start
+            start = (
+                BEFORE_ALL if request.replay else self._deliveries.starting_position(endpoint_id)
+            )
             cursor = start or 0
         held = set(request.held)
         stop_at = time.monotonic() + self._pump_for

@@ -23,6 +23,9 @@ T = TypeVar("T")
 
 DeliveryStatus = Literal["pending", "delivered", "dead"]
 DELIVERY_STATUSES: tuple[DeliveryStatus, ...] = ("pending", "delivered", "dead")
+# Below every position: events recorded for referrals archived before revision 0003 have
+# positions of 0 and less (migration 0006), which only a replay reads.
+BEFORE_ALL = -(2**31)
 
 
 @dataclass(frozen=True)

@@ -7,13 +7,15 @@ times, the cause and the deal's figures: never the customer's contact, never a p
 free text (a receiver that needs more reads the `status` query).
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Literal
+from decimal import Decimal
+from typing import Literal, Protocol
 
 from pydantic import Field
 
-from workflows.models import Deal, ExactAmount, Status, StatusView, Transition, WireModel
+from workflows.models import ExactAmount, Status, StatusView, Transition, WireModel
 
 CREATED = "referral.created"
 EVENT_TYPES: Mapping[Status, str] = {
@@ -69,22 +71,28 @@ def event_id(workflow_id: str, seq: int) -> str:
 def events_of(workflow_id: str, view: StatusView) -> list[ReferralEvent]:
     """Every event the view stands for, in order: created (at receipt: when the referral
     entered New), then one per transition."""
-    created = ReferralEvent(
+    created = _created(workflow_id, view.rfi_id, view.partner_id, view.received_at)
+    return [created, *(_transition_event(workflow_id, view, t) for t in view.transitions)]
+
+
+def _created(
+    workflow_id: str, rfi_id: str, partner_id: str, received_at: datetime
+) -> ReferralEvent:
+    return ReferralEvent(
         type=CREATED,
-        timestamp=view.received_at,
+        timestamp=received_at,
         data=EventData(
             workflow_id=workflow_id,
-            rfi_id=view.rfi_id,
-            partner_id=view.partner_id,
+            rfi_id=rfi_id,
+            partner_id=partner_id,
             seq=0,
             from_=None,
             to=Status.NEW,
             cause=EventCause(kind="start", name="submit"),
-            effective_at=view.received_at,
-            processed_at=view.received_at,
+            effective_at=received_at,
+            processed_at=received_at,
         ),
     )
-    return [created, *(_transition_event(workflow_id, view, t) for t in view.transitions)]
 
 
 def _transition_event(workflow_id: str, view: StatusView, transition: Transition) -> ReferralEvent:
@@ -106,13 +114,75 @@ def _transition_event(workflow_id: str, view: StatusView, transition: Transition
     )
 
 
-def _deal(deal: Deal | None, to: Status) -> EventDeal | None:
+@dataclass(frozen=True)
+class ArchivedTransition:
+    """A transition as the archive's `referral_transitions` row holds it."""
+
+    seq: int
+    from_status: str
+    to_status: str
+    cause_kind: str
+    cause_name: str
+    effective_at: datetime
+    processed_at: datetime
+
+
+def archived_events(
+    workflow_id: str,
+    rfi_id: str,
+    partner_id: str,
+    received_at: datetime,
+    deal: "DealFigures | None",
+    transitions: Iterable[ArchivedTransition],
+) -> list[ReferralEvent]:
+    """The events of a referral archived before events were recorded, from its rows:
+    the same as `events_of` would have made from its view."""
+    created = _created(workflow_id, rfi_id, partner_id, received_at)
+    return [
+        created,
+        *(
+            ReferralEvent(
+                type=EVENT_TYPES[Status(t.to_status)],
+                timestamp=t.effective_at,
+                data=created.data.model_copy(
+                    update={
+                        "seq": t.seq,
+                        "from_": Status(t.from_status),
+                        "to": Status(t.to_status),
+                        "cause": EventCause.model_validate(
+                            {"kind": t.cause_kind, "name": t.cause_name}
+                        ),
+                        "effective_at": t.effective_at,
+                        "processed_at": t.processed_at,
+                        "deal": _deal(deal, Status(t.to_status)),
+                    }
+                ),
+            )
+            for t in sorted(transitions, key=lambda t: t.seq)
+        ),
+    ]
+
+
+class DealFigures(Protocol):
+    """A deal's figures: the view's `Deal`, or an archived referral's row."""
+
+    @property
+    def estimated_deal_value(self) -> Decimal | None: ...
+    @property
+    def currency(self) -> str | None: ...
+    @property
+    def estimated_close_date(self) -> date | None: ...
+    @property
+    def final_deal_value(self) -> Decimal | None: ...
+
+
+def _deal(deal: DealFigures | None, to: Status) -> EventDeal | None:
     """The figures from acceptance on; the final value only with the win itself."""
-    if deal is None or to not in DEAL_STATUSES:
+    if deal is None or to not in DEAL_STATUSES or deal.estimated_deal_value is None:
         return None
     return EventDeal(
         estimated_deal_value=deal.estimated_deal_value,
-        currency=deal.currency,
+        currency=str(deal.currency),
         estimated_close_date=deal.estimated_close_date,
         final_deal_value=deal.final_deal_value if to is Status.WON else None,
     )

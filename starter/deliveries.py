@@ -78,7 +78,7 @@ async def start_replay(
     replay = Replay(until=deliveries.last_position(), since=since, rfi_id=rfi_id)
     return await client.start_workflow(
         WebhookDeliveryWorkflow.run,
-        DeliveryInput(endpoint_id=endpoint_id, cursor=0, replay=replay),
+        DeliveryInput(endpoint_id=endpoint_id, replay=replay),
         id=replay_workflow_id(endpoint_id, asked_at),
         task_queue=webhook_task_queue(task_queue),
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,

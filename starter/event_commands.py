@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 import typer
 from temporalio.client import Client
 
-from archive.deliveries import DeliveryReport, DeliveryStore, EventFilter
+from archive.deliveries import BEFORE_ALL, DeliveryReport, DeliveryStore, EventFilter
 from archive.webhooks import Endpoint, UnknownEndpoint
 from starter.console import fail, parse_when, print_json, run
 from starter.deliveries import start_replay
@@ -67,7 +67,7 @@ def replay(
         fail(f"endpoint {endpoint} is disabled: enable it first")
     deliveries = DeliveryStore(webhooks.engine)
     when = parse_when(since, "--since")
-    count = deliveries.count(target, EventFilter(0, deliveries.last_position(), when, rfi))
+    count = deliveries.count(target, EventFilter(BEFORE_ALL, deliveries.last_position(), when, rfi))
 
     async def start(client: Client) -> str:
         handle = await start_replay(

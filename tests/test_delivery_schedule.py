@@ -53,7 +53,6 @@ async def test_a_failing_event_is_tried_on_the_standard_schedule_then_given_up(
                 WebhookDeliveryWorkflow.run,
                 DeliveryInput(
                     endpoint_id=endpoint.id,
-                    cursor=0,
                     replay=Replay(until=deliveries.last_position()),
                 ),
                 id=f"webhooks:{endpoint.id}:schedule",

@@ -1,10 +1,16 @@
 """Events for other systems, written by the archive with their transitions (no server)."""
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import delete
+
+from archive.database import create_archive_engine, upgrade
+from archive.deliveries import BEFORE_ALL, DeliveryStore, EventFilter
 from archive.events import events_of
+from archive.schema import EventRow
 from archive.store import ArchiveStore
+from archive.webhooks import WebhookStore
 from tests.factories import (
     ACCEPT,
     DISTINCTIVE_CUSTOMER,
@@ -12,6 +18,7 @@ from tests.factories import (
     RECEIVED_AT,
     act,
     make_rfi,
+    reach,
     started,
 )
 from workflows.models import Status
@@ -98,3 +105,46 @@ def test_no_event_holds_the_customer_contact_or_a_partner_reason() -> None:
         assert referral.status in (Status.SKIPPED, Status.DECLINED, Status.LOST)
         for trace in DISTINCTIVE_TRACES:
             assert trace not in bodies
+
+
+def test_referrals_archived_before_events_get_theirs_for_replays_only(database_url: str) -> None:
+    """Migration 0006: referrals with no event get the ones the archive would have
+    recorded, below every live position: replays read them, no endpoint hears them as new."""
+    engine = create_archive_engine(database_url)
+    upgrade(engine, "0005")
+    store = ArchiveStore(engine)
+    won = reach(Status.WON, make_rfi(id="rfi-old-won"))
+    missed, _ = started(make_rfi(id="rfi-old-missed", received_at="2026-11-20T09:00:00Z"))
+    missed.fire_due(T0)
+    newer, _ = started(make_rfi(id="rfi-newer"))
+    for referral in (won, missed):
+        store.record(referral.view())
+    with engine.begin() as connection:  # as if archived before revision 0003
+        connection.execute(delete(EventRow))
+    store.record(newer.view())
+    upgrade(engine)
+
+    webhooks, deliveries = WebhookStore(engine), DeliveryStore(engine)
+    endpoint, _ = webhooks.add("https://crm.example/hooks", [], None, datetime.now(UTC))
+    start = deliveries.starting_position(endpoint.id) or 0
+    live = deliveries.events(endpoint, EventFilter(after=start), 100)
+    everything = deliveries.events(endpoint, EventFilter(after=BEFORE_ALL), 100)
+    assert live == []
+    assert [(row.workflow_id, row.seq) for row in everything] == [
+        (missed.workflow_id, 0),  # received 2026-11-20: the oldest first
+        (missed.workflow_id, 1),
+        (won.workflow_id, 0),
+        (won.workflow_id, 1),
+        (won.workflow_id, 2),
+        (won.workflow_id, 3),
+        (newer.workflow_id, 0),  # recorded live, after the others
+    ]
+    assert [row.position for row in everything][:6] == list(range(-5, 1))
+    for referral in (won, missed):
+        expected = [e.body() for e in events_of(referral.workflow_id, referral.view())]
+        assert [row.body for row in everything if row.workflow_id == referral.workflow_id] == (
+            expected
+        )
+    upgrade(engine)  # nothing twice
+    assert len(deliveries.events(endpoint, EventFilter(after=BEFORE_ALL), 100)) == 7
+    engine.dispose()
