@@ -81,9 +81,11 @@ class WebhookDeliveryWorkflow:
             if self._time_to_continue():
                 return await self._continue_as_new()
             if self._paused:
+                # Until enabled (`resume`), or to look at the endpoint again after a while.
                 await self._wait_while_paused()
-                continue
-            if self._waiting_events() > MAX_WAITING_EVENTS:
+                if self._time_to_continue():
+                    continue
+            elif self._waiting_events() > MAX_WAITING_EVENTS:
                 await workflow.wait_condition(
                     lambda: (
                         self._waiting_events() <= MAX_WAITING_EVENTS
@@ -92,6 +94,7 @@ class WebhookDeliveryWorkflow:
                     )
                 )
                 continue
+            self._woken = False  # the pump reads the endpoint's state from here on
             result = await workflow.execute_activity_method(
                 WebhookActivities.pump_events,
                 PumpRequest(
@@ -185,21 +188,17 @@ class WebhookDeliveryWorkflow:
             del self._lanes[workflow_id]
 
     def _note(self, state: EndpointState) -> None:
-        if state == "removed":
-            self._removed = True
-        elif state in ("disabled", "gone"):
-            self._paused = True
+        """What an activity found the endpoint to be: lanes send only while it is open."""
+        self._removed = state == "removed"
+        self._paused = state in ("disabled", "gone")
 
     async def _wait_while_paused(self) -> None:
-        self._woken = False
         with contextlib.suppress(asyncio.TimeoutError):
             await workflow.wait_condition(
                 lambda: self._woken or self._time_to_continue(),
                 timeout=PAUSED_CHECK,
                 timeout_summary="endpoint disabled: look again",
             )
-        # The pump reads the endpoint's row: paused again at once if it is still disabled.
-        self._paused = False
 
     def _waiting_events(self) -> int:
         return sum(len(lane.positions) for lane in self._lanes.values())
