@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
@@ -381,3 +382,25 @@ async def test_a_run_continues_as_new_keeping_its_place_and_what_waits(
     assert (pending.event_id, pending.attempts, pending.last_code) == (f"{waiting}.0", 1, 429)
     assert pending.next_try_at is not None
     assert timedelta(minutes=59) < pending.next_try_at - datetime.now(UTC) <= timedelta(hours=1)
+
+
+async def test_after_a_rotation_events_verify_with_the_old_secret_and_the_new(
+    delivering: Callable[..., AbstractAsyncContextManager[Delivery]],
+) -> None:
+    with receiving() as receiver:
+        async with delivering() as delivery:
+            endpoint, old = await delivery.endpoint(receiver.url)
+            before = await delivery.referral([])
+            await asyncio.to_thread(receiver.wait_for, 1, old)
+            new = delivery.webhooks.rotate_secret(endpoint.id, datetime.now(UTC))
+            after = await delivery.referral([])
+            await until(lambda: len(receiver.received) == 2)
+    first, second = receiver.received
+    assert first.event["data"]["workflow_id"] == before
+    assert len(first.headers["webhook-signature"].split()) == 1
+    assert second.event["data"]["workflow_id"] == after
+    assert len(second.headers["webhook-signature"].split()) == 2
+    for secret in (old, new):  # a receiver on either secret accepts it during the overlap
+        assert Webhook(secret).verify(second.body, second.headers)["type"] == "referral.created"
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new).verify(first.body, first.headers)

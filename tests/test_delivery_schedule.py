@@ -1,6 +1,6 @@
-"""The retry schedule of webhook delivery, for real: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and
-10 h of the time-skipping server's clock, then the event is given up on (dead-lettered) and
-the referral's next event goes; and a run that continues as new keeps what waits."""
+"""Webhook delivery on the time-skipping server's clock: the retry schedule for real (5 s,
+5 min, 30 min, 2 h, 5 h, 10 h and 10 h, then the event is given up on and the referral's
+next event goes), and the deadline paths' events."""
 
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -13,14 +13,19 @@ from temporalio.worker import Worker
 
 from activities.webhook_sender import RETRY_SCHEDULE, WebhookSender
 from activities.webhooks import WebhookActivities
+from archive.database import create_archive_engine, upgrade
 from archive.deliveries import DeliveryStore
 from archive.store import ArchiveStore
 from archive.webhooks import WebhookStore
-from tests.factories import act, make_rfi, started
+from starter.deliveries import start_replay
+from starter.settings import Settings
+from tests.factories import act, make_rfi, received_now, started
 from tests.receivers import Received, receiving
-from worker import SANDBOX
+from tests.servers import running_worker, start_referral
+from worker import SANDBOX, build_delivery_worker
 from workflows.delivery import WebhookDeliveryWorkflow
 from workflows.delivery_models import DeliveryInput, Replay
+from workflows.models import referral_workflow_id
 
 
 async def test_a_failing_event_is_tried_on_the_standard_schedule_then_given_up(
@@ -77,3 +82,41 @@ async def test_a_failing_event_is_tried_on_the_standard_schedule_then_given_up(
 
 def _seconds(duration: Duration) -> int:
     return round(duration.seconds + duration.nanos / 1e9)
+
+
+async def test_missed_and_expired_reach_the_endpoint_with_their_deadlines_times(
+    time_skipping_env: WorkflowEnvironment, settings: Settings, executor: ThreadPoolExecutor
+) -> None:
+    """The two paths that take 72 hours and 8 days, on the time-skipping server, then sent
+    to a receiver by a replay (live delivery long-polls, which would hold the clock)."""
+    env = time_skipping_env
+    engine = create_archive_engine(settings.database_url)
+    upgrade(engine)
+    webhooks, deliveries = WebhookStore(engine), DeliveryStore(engine)
+    with receiving() as receiver:
+        endpoint, secret = webhooks.add(receiver.url, [], "deadlines", datetime.now(UTC))
+        async with running_worker(env.client, settings, executor) as worker:
+            missed = await start_referral(env.client, worker.task_queue, await received_now(env))
+            expired = await start_referral(env.client, worker.task_queue, await received_now(env))
+            await expired.signal("interested", {})
+            views = {"Missed": await missed.result(), "Expired": await expired.result()}
+            async with build_delivery_worker(
+                env.client, settings, executor, task_queue=worker.task_queue
+            ):
+                replay = await start_replay(env.client, deliveries, endpoint.id, worker.task_queue)
+                await replay.result()
+    events = receiver.accepted(secret)
+    last_times = {}
+    for status, view in views.items():
+        workflow_id = referral_workflow_id(view.rfi_id, view.partner_id)
+        mine = [e for e in events if e["data"]["workflow_id"] == workflow_id]
+        last = view.transitions[-1]
+        assert mine[-1]["type"] == f"referral.{status.lower()}"
+        assert mine[-1]["data"]["cause"] == {"kind": "deadline", "name": last.cause.name}
+        assert datetime.fromisoformat(mine[-1]["timestamp"]) == last.effective_at
+        assert [e["data"]["seq"] for e in mine] == list(range(len(view.transitions) + 1))
+        last_times[status] = datetime.fromisoformat(mine[-1]["timestamp"])
+    assert last_times["Missed"] - views["Missed"].received_at == timedelta(hours=72)
+    evaluating = views["Expired"].transitions[0].effective_at
+    assert last_times["Expired"] - evaluating == timedelta(days=7)
+    engine.dispose()
