@@ -57,7 +57,7 @@ class ArchiveStore:
                 connection.execute(select(func.pg_advisory_xact_lock(EVENTS_LOCK)))
             connection.execute(self._upsert_referral, _referral_values(workflow_id, view))
             connection.execute(
-                self._insert_events, [_event_values(e) for e in events_of(workflow_id, view)]
+                self._insert_events, [event_values(e) for e in events_of(workflow_id, view)]
             )
             if not view.transitions:
                 return 0
@@ -232,7 +232,7 @@ def _transition_values(workflow_id: str, transition: Transition) -> dict[str, An
     }
 
 
-def _event_values(event: ReferralEvent) -> dict[str, Any]:
+def event_values(event: ReferralEvent) -> dict[str, Any]:
     return {
         "event_id": event.id,
         "workflow_id": event.data.workflow_id,

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from archive.events import ArchivedTransition, archived_events
+from archive.store import event_values
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -89,16 +90,7 @@ def upgrade() -> None:
             )
             first = next_position - len(built) + 1
             values += [
-                {
-                    "position": first + n,
-                    "event_id": event.id,
-                    "workflow_id": event.data.workflow_id,
-                    "seq": event.data.seq,
-                    "type": event.type,
-                    "occurred_at": event.timestamp,
-                    "body": event.body(),
-                }
-                for n, event in enumerate(built)
+                {"position": first + n, **event_values(event)} for n, event in enumerate(built)
             ]
             next_position = first - 1
         if values:
