@@ -50,6 +50,8 @@ POLL_INTERVAL_S = 0.1
 PUMP_FOR_S = 60.0
 ALARM_AFTER_ATTEMPTS = 3
 GONE_REASON = "the endpoint answered 410 Gone"
+# Prometheus: one per try, by outcome (delivered, retry, dead, gone).
+SENDS_METRIC = "referral_webhook_sends"
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,7 @@ class WebhookActivities:
             )
             cursor = start or 0
         held = set(request.held)
+        beat = Heartbeat()
         stop_at = time.monotonic() + self._pump_for
         while True:
             endpoint = self._webhooks.endpoint(endpoint_id)
@@ -111,9 +114,9 @@ class WebhookActivities:
                 where = EventFilter(cursor, replay.until, replay.since, replay.rfi_id)
             rows = self._deliveries.events(endpoint, where, BATCH)
             if rows:
-                lanes, state = self._send_batch(endpoint, rows, held, cursor, request.replay)
+                lanes, state = self._send_batch(endpoint, rows, held, beat, request.replay)
                 cursor = rows[-1].position
-                activity.heartbeat(cursor)
+                beat(cursor)
                 if lanes or state != "open":
                     return PumpResult(cursor=cursor, state=state, lanes=lanes)
                 continue  # a full batch may have more behind it
@@ -121,7 +124,7 @@ class WebhookActivities:
                 return PumpResult(cursor=cursor, state=state, exhausted=True)
             if time.monotonic() >= stop_at or activity.is_worker_shutdown():
                 return PumpResult(cursor=cursor, state=state)
-            activity.heartbeat(cursor)
+            beat(cursor)
             activity.wait_for_worker_shutdown_sync(self._poll_interval)
 
     def _send_batch(
@@ -129,7 +132,7 @@ class WebhookActivities:
         endpoint: Endpoint,
         rows: Sequence[EventRow],
         held: set[str],
-        previous: int,
+        beat: "Heartbeat",
         replay: Replay | None,
     ) -> tuple[list[Lane], EndpointState]:
         """Send the rows in order; hand back, per referral, what must wait for the
@@ -137,7 +140,7 @@ class WebhookActivities:
         an endpoint that does not answer costs one timeout here, not one per event."""
         skip = set()
         if replay is None and activity.info().attempt > 1:
-            skip = self._deliveries.delivered(endpoint.id, [row.position for row in rows])
+            skip = self._deliveries.settled(endpoint.id, [row.position for row in rows])
         secrets = self._webhooks.secrets(endpoint.id, self._now())
         refusal = self._refusal(endpoint)
         waiting: dict[str, Lane] = {}
@@ -151,7 +154,7 @@ class WebhookActivities:
                 continue
             attempt = self._try(endpoint, secrets, row, 0, refusal)
             attempts.append(attempt)
-            activity.heartbeat(previous)  # alive, after a send that may take TIMEOUT_S
+            beat()  # alive, after a send that may take TIMEOUT_S
             if attempt.status == "pending":
                 gone = attempt.code == 410
                 waiting[row.workflow_id] = Lane(
@@ -176,10 +179,11 @@ class WebhookActivities:
         secrets = self._webhooks.secrets(endpoint.id, self._now())
         refusal = self._refusal(endpoint)
         done, failures = 0, lane.attempts
+        beat = Heartbeat()
         for row in self._deliveries.at(lane.positions):
             attempt = self._try(endpoint, secrets, row, failures, refusal)
             self._deliveries.record(endpoint.id, [attempt])
-            activity.heartbeat(done)
+            beat(done)
             if attempt.code == 410:
                 self._webhooks.set_enabled(endpoint.id, False, GONE_REASON)
                 return LaneResult(done=done, state="gone", attempts=failures)  # not a failure
@@ -208,8 +212,23 @@ class WebhookActivities:
         failures: int,
         refusal: str | None = None,
     ) -> Attempt:
-        """Send one event that has failed ``failures`` times before; its outcome. With a
-        ``refusal``, the try fails without a request, to be tried again on the schedule."""
+        """Send one event that has failed ``failures`` times before; its outcome, counted.
+        With a ``refusal``, the try fails without a request, to be tried again later."""
+        attempt = self._send(endpoint, secrets, row, failures, refusal)
+        outcome = "gone" if attempt.code == 410 else attempt.status
+        activity.metric_meter().create_counter(
+            SENDS_METRIC, "Webhook sends by outcome", "sends"
+        ).add(1, {"outcome": "retry" if outcome == "pending" else outcome})
+        return attempt
+
+    def _send(
+        self,
+        endpoint: Endpoint,
+        secrets: list[str],
+        row: EventRow,
+        failures: int,
+        refusal: str | None,
+    ) -> Attempt:
         now = self._now()
         event: Signed = signed(secrets, row.event_id, row.body, now)
         try:
@@ -233,6 +252,23 @@ class WebhookActivities:
                 return Attempt(row.position, "dead", now, error.status, str(error))
             return Attempt(row.position, "pending", now, error.status, str(error), now + wait)
         return Attempt(row.position, "delivered", now, code)
+
+
+class Heartbeat:
+    """Heartbeats at most once a second (the timeout is TIMEOUT_S + 15): the SDK hands each
+    one to the worker's event loop and waits for it, which costs more than a send to an
+    endpoint that answers at once. A call without details repeats the last ones."""
+
+    def __init__(self) -> None:
+        self._last = float("-inf")
+        self._details: tuple[object, ...] = ()
+
+    def __call__(self, *details: object) -> None:
+        self._details = details or self._details
+        now = time.monotonic()
+        if now - self._last >= 1.0:
+            activity.heartbeat(*self._details)
+            self._last = now
 
 
 def _queue(waiting: dict[str, Lane], row: EventRow) -> None:

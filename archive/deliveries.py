@@ -100,15 +100,15 @@ class DeliveryStore:
             rows = session.scalars(select(EventRow).where(EventRow.position.in_(positions)))
             return sorted(rows, key=lambda row: row.position)
 
-    def delivered(self, endpoint_id: str, positions: Sequence[int]) -> set[int]:
-        """Which of these events the endpoint has accepted already."""
+    def settled(self, endpoint_id: str, positions: Sequence[int]) -> set[int]:
+        """Which of these events the endpoint has accepted already, or were given up on."""
         with Session(self.engine) as session:
             return set(
                 session.scalars(
                     select(DeliveryRow.position).where(
                         DeliveryRow.endpoint_id == endpoint_id,
                         DeliveryRow.position.in_(positions),
-                        DeliveryRow.status == "delivered",
+                        DeliveryRow.status.in_(("delivered", "dead")),
                     )
                 )
             )

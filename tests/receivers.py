@@ -20,6 +20,7 @@ class Received:
     headers: dict[str, str]
     body: str
     at: float  # time.time() when it came
+    port: int = 0  # the sender's port: one per connection
 
     @property
     def event(self) -> dict[str, Any]:
@@ -77,10 +78,12 @@ class Receiver(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: Receiver
+    protocol_version = "HTTP/1.1"  # keeps the connection open between requests
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-        request = Received({k.lower(): v for k, v in self.headers.items()}, body, time.time())
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        request = Received(headers, body, time.time(), self.client_address[1])
         self.server.closing.wait(self.server.delay_s)
         with self.server.lock:
             if self.server.script:

@@ -4,16 +4,34 @@ an endpoint whose host now resolves to an internal address."""
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
+from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import ActivityEnvironment
 
 from activities.webhook_sender import WebhookSender
-from activities.webhooks import WebhookActivities
+from activities.webhooks import SENDS_METRIC, WebhookActivities
 from archive.deliveries import Attempt, DeliveryStore
 from archive.store import ArchiveStore
 from archive.webhooks import WebhookStore
 from tests.factories import act, make_rfi, started
 from tests.receivers import receiving
 from workflows.delivery_models import PumpRequest
+
+
+def counting() -> tuple[ActivityEnvironment, MetricBuffer]:
+    """An activity environment whose metrics land in the buffer returned with it."""
+    buffer = MetricBuffer(1000)
+    environment = ActivityEnvironment()
+    environment.metric_meter = Runtime(telemetry=TelemetryConfig(metrics=buffer)).metric_meter
+    return environment, buffer
+
+
+def sends(buffer: MetricBuffer) -> dict[str, float]:
+    counted: dict[str, float] = {}
+    for update in buffer.retrieve_updates():
+        if update.metric.name == SENDS_METRIC:
+            outcome = str(update.attributes["outcome"])
+            counted[outcome] = counted.get(outcome, 0) + update.value
+    return counted
 
 
 def two_events(store: ArchiveStore) -> list[int]:
@@ -31,7 +49,7 @@ def test_a_retried_pump_skips_what_it_recorded_as_delivered(store: ArchiveStore)
         endpoint, _ = webhooks.add(receiver.url, [], "pump", datetime.now(UTC))
         first, second = two_events(store)
         deliveries.record(endpoint.id, [Attempt(first, "delivered", datetime.now(UTC), 200)])
-        environment = ActivityEnvironment()
+        environment, buffer = counting()
         environment.info = dataclasses.replace(environment.info, attempt=2)
         activities = WebhookActivities(webhooks, deliveries, WebhookSender(), pump_for=0)
         result = environment.run(
@@ -40,6 +58,7 @@ def test_a_retried_pump_skips_what_it_recorded_as_delivered(store: ArchiveStore)
     assert [r.event["data"]["seq"] for r in receiver.received] == [1]
     assert result.cursor == second
     assert result.state == "open"
+    assert sends(buffer) == {"delivered": 1}
 
 
 def test_a_host_that_now_resolves_inside_the_network_is_not_called(store: ArchiveStore) -> None:
@@ -50,7 +69,8 @@ def test_a_host_that_now_resolves_inside_the_network_is_not_called(store: Archiv
     first, _ = two_events(store)
     activities = WebhookActivities(webhooks, deliveries, WebhookSender(timeout_s=30), pump_for=0)
     began = datetime.now(UTC)
-    result = ActivityEnvironment().run(
+    environment, buffer = counting()
+    result = environment.run(
         activities.pump_events, PumpRequest(endpoint_id=endpoint.id, cursor=None)
     )
     assert datetime.now(UTC) - began < timedelta(seconds=5)  # no connection was tried
@@ -62,3 +82,4 @@ def test_a_host_that_now_resolves_inside_the_network_is_not_called(store: Archiv
     assert report.last_error is not None
     assert "10.1.2.3" in report.last_error
     assert "internal address" in report.last_error
+    assert sends(buffer) == {"retry": 1}  # the second event waits behind, untried

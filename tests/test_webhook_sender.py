@@ -131,3 +131,12 @@ def test_the_retry_schedule_is_the_standard_one_then_gives_up() -> None:
 def test_an_endpoint_needs_a_secret() -> None:
     with pytest.raises(ValueError, match="whsec_"):
         signed([], "referral:r:p.1", "{}", datetime.now(UTC))
+
+
+def test_one_connection_serves_event_after_event(receiver: Receiver) -> None:
+    sender = WebhookSender()
+    for _ in range(3):
+        event_id, body = an_event()
+        assert sender.send(receiver.url, signed([OLD_SECRET], event_id, body, datetime.now(UTC)))
+    assert len({request.port for request in receiver.received}) == 1
+    sender.close()
