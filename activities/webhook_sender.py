@@ -14,14 +14,16 @@ What a send raises, for the delivery to decide what comes next (no Temporal type
   receiver's `Retry-After` in seconds when it gave one.
 """
 
+import http.client
 import ipaddress
 import socket
+import ssl
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
-import httpx
 from standardwebhooks.webhooks import Webhook
 
 TIMEOUT_S = 15.0
@@ -92,47 +94,85 @@ def signed(secrets: list[str], event_id: str, body: str, now: datetime) -> Signe
 class WebhookSender:
     """POSTs a signed event; returns the 2xx status or raises one of the errors above.
 
-    One `httpx` client for every endpoint and thread: connections to an endpoint are kept
-    alive between events (a new TCP and TLS handshake per event would cost more than the
-    rest of delivery), redirects are not followed, and at most ``MAX_ANSWER_BYTES`` of an
-    answer are read before the connection is dropped.
+    With the standard library's `http.client`, keeping one connection per endpoint and
+    thread alive between events: a new TCP (and TLS) handshake per event would cost more
+    than the rest of delivery, and `httpx`, tried first, spent 87 % of the pump's CPU on a
+    request to a receiver on loopback (docs/performance.md). Redirects are not followed;
+    at most ``MAX_ANSWER_BYTES`` of an answer are read, and a larger one drops the
+    connection. A kept connection that the endpoint closed meanwhile is opened again once.
+    Proxy variables (`HTTPS_PROXY`) are not used.
     """
 
     def __init__(self, timeout_s: float = TIMEOUT_S) -> None:
-        self._client = httpx.Client(
-            timeout=timeout_s,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-        )
+        self._timeout_s = timeout_s
+        self._local = threading.local()
+        self._tls = ssl.create_default_context()
 
     def send(self, url: str, event: Signed) -> int:
+        parts = urlsplit(url)
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        headers = event.headers()
+        body = event.body.encode()
         try:
-            with self._client.stream(
-                "POST", url, content=event.body.encode(), headers=event.headers()
-            ) as answer:
-                _drain(answer)
-                status, retry_after = answer.status_code, answer.headers.get("Retry-After")
-        except httpx.TimeoutException as error:
-            raise TryAgain(f"no answer from the endpoint: {type(error).__name__}") from None
-        except (httpx.TransportError, httpx.StreamError) as error:
-            # Connection refused or reset, DNS, TLS, an unreadable answer.
+            connection, reused = self._connection(parts)
+            try:
+                status, retry_after = _post(connection, target, body, headers)
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                connection.close()
+                if not reused:
+                    raise
+                # The endpoint closed the kept connection while it was idle: a fresh one.
+                status, retry_after = _post(connection, target, body, headers)
+        except (TimeoutError, OSError, http.client.HTTPException) as error:
+            # Connection refused or reset, DNS, TLS, a timeout, an unreadable answer.
+            self._forget(parts)
             raise TryAgain(f"no answer from the endpoint: {type(error).__name__}") from None
         if 200 <= status < 300:
             return status
         raise _refusal(status, retry_after)
 
     def close(self) -> None:
-        self._client.close()
+        for connection in getattr(self._local, "connections", {}).values():
+            connection.close()
+        self._local.connections = {}
+
+    def _connection(self, parts: SplitResult) -> tuple[http.client.HTTPConnection, bool]:
+        """This thread's connection to the endpoint's host, and whether it was open."""
+        connections: dict[str, http.client.HTTPConnection] = self._local.__dict__.setdefault(
+            "connections", {}
+        )
+        key = f"{parts.scheme}://{parts.netloc}"
+        connection = connections.get(key)
+        if connection is None:
+            host, port = parts.hostname or "", parts.port
+            if parts.scheme == "https":
+                connection = http.client.HTTPSConnection(
+                    host, port, timeout=self._timeout_s, context=self._tls
+                )
+            else:
+                connection = http.client.HTTPConnection(host, port, timeout=self._timeout_s)
+            connections[key] = connection
+        return connection, connection.sock is not None
+
+    def _forget(self, parts: SplitResult) -> None:
+        connections = self._local.__dict__.get("connections", {})
+        connection = connections.pop(f"{parts.scheme}://{parts.netloc}", None)
+        if connection is not None:
+            connection.close()
 
 
-def _drain(answer: httpx.Response) -> None:
-    """Read a small answer whole, so that its connection can serve the next event; leave
-    a large one unread (the connection is then closed)."""
-    read = 0
-    for chunk in answer.iter_raw(8192):
-        read += len(chunk)
-        if read > MAX_ANSWER_BYTES:
-            return
+def _post(
+    connection: http.client.HTTPConnection, target: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, str | None]:
+    """The answer's status and `Retry-After`; a small answer is read whole, so that the
+    connection can serve the next event, a large one closes it."""
+    connection.request("POST", target, body=body, headers=headers)
+    with connection.getresponse() as answer:
+        if len(answer.read(MAX_ANSWER_BYTES + 1)) > MAX_ANSWER_BYTES:
+            connection.close()
+        return answer.status, answer.getheader("Retry-After")
 
 
 def checked_url(url: str, *, allow_private: bool = False) -> str:
