@@ -39,6 +39,7 @@ from temporalio.client import Client
 from archive.events import event_id
 from archive.webhooks import EVENT_NAMES, WebhookStore
 from bench.harness import (
+    cpu_per_lifecycle,
     cpu_s,
     dev_server,
     in_rounds,
@@ -49,7 +50,7 @@ from bench.harness import (
     referral_worker,
 )
 from bench.loops import Driver, Load, closed_loop, merged, open_loop, referral_driver
-from bench.results import ByEndpoints, CpuShares, DeliveryLoad, EventsResult, Lag
+from bench.results import ByEndpoints, DeliveryLoad, EventsResult, Lag
 from starter.deliveries import open_webhooks, wake_delivery
 from starter.settings import Settings
 from workflows.delivery_models import delivery_workflow_id, webhook_task_queue
@@ -342,10 +343,7 @@ async def run_events(count: int, in_flight: int, rounds: int) -> EventsResult:
         for (o, _), (w, _) in zip(saturated[ONE], saturated[WITHOUT], strict=True)
     ]
     lifecycles = count * rounds
-    cpu = {
-        system: CpuShares(**{name: round(s * 1000 / lifecycles, 1) for name, s in used.items()})
-        for system, used in cpu_s_used.items()
-    }
+    cpu = cpu_per_lifecycle(cpu_s_used, lifecycles)
 
     return EventsResult(
         referrals=count,

@@ -37,6 +37,7 @@ from archive.database import create_archive_engine, upgrade
 from archive.schema import ReferralRow
 from archive.store import ArchiveStore
 from bench.bare import BASELINE_QUEUE
+from bench.results import CpuShares
 from starter.client import connect
 from starter.dev import dev_server_command, free_port
 from starter.processes import running
@@ -86,6 +87,16 @@ def cpu_s(pid: int) -> float:
     """User + system CPU seconds the process has used so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_lifecycle(
+    cpu_s_used: Mapping[str, Mapping[str, float]], lifecycles: int
+) -> dict[str, CpuShares]:
+    """CPU seconds each system's processes used, as milliseconds per lifecycle."""
+    return {
+        system: CpuShares(**{name: round(s * 1000 / lifecycles, 1) for name, s in used.items()})
+        for system, used in cpu_s_used.items()
+    }
 
 
 def rss_mb(pid: int, *, peak: bool = False) -> float:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from bench.harness import (
     SYSTEMS,
     bench_rig,
+    cpu_per_lifecycle,
     cpu_s,
     in_rounds,
     new_run_id,
@@ -30,7 +31,7 @@ from bench.loops import (
     referral_driver,
     round_trips,
 )
-from bench.results import BySystem, CpuShares, ThroughputResult
+from bench.results import BySystem, ThroughputResult
 
 THROUGHPUT_QUEUE = "bench-referrals"
 
@@ -84,10 +85,7 @@ async def run_throughput(
     ]
     at_half = {load.system: load for load in loads[2:4]}
     lifecycles = count * rounds
-    cpu = {
-        system: CpuShares(**{name: round(s * 1000 / lifecycles, 1) for name, s in used.items()})
-        for system, used in cpu_s_used.items()
-    }
+    cpu = cpu_per_lifecycle(cpu_s_used, lifecycles)
     return ThroughputResult(
         referrals=count,
         in_flight=in_flight,
