@@ -46,7 +46,7 @@ class EventData(WireModel):
     cause: EventCause
     effective_at: datetime
     processed_at: datetime
-    reason_code: str | None = None  # once the lifecycle has reason codes
+    reason_code: str | None = None  # the partner's code for no_thanks, decline or lost
     deal: EventDeal | None = None
 
 
@@ -109,6 +109,7 @@ def _transition_event(workflow_id: str, view: StatusView, transition: Transition
             cause=EventCause(kind=transition.cause.kind, name=str(transition.cause.name)),
             effective_at=transition.effective_at,
             processed_at=transition.processed_at,
+            reason_code=transition.reason_code,
             deal=_deal(view.deal, transition.to),
         ),
     )

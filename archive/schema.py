@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
     true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -90,6 +91,8 @@ class ReferralRow(Base):
     # False when the referral started after its respond deadline and was Missed at once,
     # its partner never sent the lead: such a referral counts nowhere in its statistics.
     offered: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    # The partner said spam_or_abuse: the RFI waits for the marketplace's review.
+    flagged: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
     transitions: Mapped[list["TransitionRow"]] = relationship(
         back_populates="referral", order_by="TransitionRow.seq"
@@ -101,6 +104,7 @@ class ReferralRow(Base):
         Index("ix_referrals_status", "status"),
         Index("ix_referrals_region", "region"),
         Index("ix_referrals_received_at", "received_at"),
+        Index("ix_referrals_flagged", "flagged"),
     )
 
 
@@ -120,6 +124,7 @@ class TransitionRow(Base):
     cause_kind: Mapped[str] = mapped_column(String(16))
     cause_name: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)
+    reason_code: Mapped[str | None] = mapped_column(String(32))  # rows before 0007: none
 
     referral: Mapped[ReferralRow] = relationship(back_populates="transitions")
 

@@ -5,14 +5,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Executable, Select, Table, and_, func, or_, select
+from sqlalchemy import Engine, Executable, Select, Table, and_, exists, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
 from archive.events import ReferralEvent, events_of
 from archive.schema import EventRow, ReferralRow, TransitionRow
-from workflows.lifecycle import CLOSED_STATUSES
-from workflows.models import EmailKind, Status, StatusView, Transition, referral_workflow_id
+from workflows.lifecycle import CLOSED_STATUSES, REASONED_ACTIONS
+from workflows.models import (
+    UNSPECIFIED,
+    DeclineReason,
+    EmailKind,
+    Status,
+    StatusView,
+    Transition,
+    referral_workflow_id,
+)
 
 REFERRALS = cast(Table, ReferralRow.__table__)
 TRANSITIONS = cast(Table, TransitionRow.__table__)
@@ -28,6 +36,8 @@ class ReferralFilter:
     region: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    reason_code: str | None = None  # closed with it; UNSPECIFIED: a refusal or loss without
+    flagged: bool | None = None
 
 
 class ArchiveStore:
@@ -156,7 +166,29 @@ def _filtered(
         conditions.append(ReferralRow.received_at >= where.since)
     if where.until is not None:
         conditions.append(ReferralRow.received_at < where.until)
+    if where.flagged is not None:
+        conditions.append(ReferralRow.flagged.is_(where.flagged))
+    if where.reason_code is not None:
+        coded = (
+            and_(
+                TransitionRow.reason_code.is_(None),
+                TransitionRow.cause_name.in_([str(a) for a in REASONED_ACTIONS]),
+            )
+            if where.reason_code == UNSPECIFIED
+            else TransitionRow.reason_code == where.reason_code
+        )
+        conditions.append(
+            exists().where(TransitionRow.workflow_id == ReferralRow.workflow_id, coded)
+        )
     return query.where(*conditions)
+
+
+def archived_reason_code(transition: TransitionRow) -> str | None:
+    """A transition's code as `history` shows it: ``unspecified`` for a refusal or a loss
+    archived without one (every one before revision 0007)."""
+    if transition.reason_code:
+        return transition.reason_code
+    return UNSPECIFIED if transition.cause_name in REASONED_ACTIONS else None
 
 
 def _record_statements(dialect: str) -> tuple[Executable, Executable, Executable]:
@@ -215,6 +247,7 @@ def _referral_values(workflow_id: str, view: StatusView) -> dict[str, Any]:
         "customer_phone": customer.phone if customer else None,
         # The lifecycle asks for a lead unless the referral started past its respond deadline.
         "offered": any(email.kind == EmailKind.LEAD for email in view.emails),
+        "flagged": any(t.reason_code == DeclineReason.SPAM_OR_ABUSE for t in view.transitions),
     }
 
 
@@ -229,6 +262,7 @@ def _transition_values(workflow_id: str, transition: Transition) -> dict[str, An
         "cause_kind": str(transition.cause.kind),
         "cause_name": transition.cause.name,
         "reason": transition.reason,
+        "reason_code": transition.reason_code,
     }
 
 

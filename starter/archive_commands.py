@@ -10,9 +10,9 @@ from rich.table import Table
 
 from archive.schema import ReferralRow
 from archive.stats import PartnerStats, partner_stats
-from archive.store import ReferralFilter
+from archive.store import ReferralFilter, archived_reason_code
 from starter.console import checked_id, fail, open_archive, parse_when, print_json
-from workflows.models import Status, referral_workflow_id
+from workflows.models import REASON_CODES, Status, referral_workflow_id
 
 db_app = typer.Typer(help="The archive database.", no_args_is_help=True)
 
@@ -36,9 +36,18 @@ def list_referrals(
         str | None,
         typer.Option(help="The page after this workflow id (the last one of the page before)."),
     ] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option(help="Closed with this reason code ('unspecified': refused without one)."),
+    ] = None,
+    flagged: Annotated[
+        bool, typer.Option("--flagged", help="Only RFIs a partner flagged as spam or abuse.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """List archived referrals, newest received first, long after Temporal forgot them."""
+    if reason is not None and reason not in REASON_CODES:
+        fail(f"--reason {reason!r} is not a reason code: choose from {', '.join(REASON_CODES)}")
     where = ReferralFilter(
         status=status,
         partner_id=checked_id(partner, "partner id") if partner else None,
@@ -46,6 +55,8 @@ def list_referrals(
         region=checked_id(region, "region") if region else None,
         since=parse_when(since, "--since"),
         until=parse_when(until, "--until"),
+        reason_code=reason,
+        flagged=True if flagged else None,
     )
     store = open_archive()
     try:
@@ -93,6 +104,7 @@ def history(
             "processed_at": _iso(t.processed_at),
             "cause": {"kind": t.cause_kind, "name": t.cause_name},
             "reason": t.reason,
+            "reason_code": archived_reason_code(t),
         }
         for t in row.transitions
     ]
@@ -111,7 +123,7 @@ def history(
             f"{t.cause_kind}: {t.cause_name}",
             _minutes(t.effective_at),
             _minutes(t.processed_at),
-            t.reason or "",
+            ": ".join(part for part in (archived_reason_code(t), t.reason) if part),
         )
     Console().print(table)
 
@@ -182,6 +194,7 @@ def summary(row: ReferralRow) -> dict[str, Any]:
         if row.estimated_close_date
         else None,
         "final_deal_value": _money_text(row.final_deal_value),
+        "flagged": row.flagged,
     }
 
 

@@ -84,6 +84,10 @@ def act(
     close_date: Annotated[str | None, typer.Option(help="accept: YYYY-MM-DD.")] = None,
     final_value: Annotated[str | None, typer.Option(help="won: final deal value.")] = None,
     reason: Annotated[str | None, typer.Option(help="no_thanks/decline/lost: why.")] = None,
+    reason_code: Annotated[
+        str | None,
+        typer.Option(help="no_thanks/decline/lost: the reason's code (README: Reason codes)."),
+    ] = None,
 ) -> None:
     """Take an action and print the referral's new status view."""
     rfi, partner = checked_id(rfi, "RFI id"), checked_id(partner, "partner id")
@@ -95,6 +99,7 @@ def act(
             "estimated_close_date": close_date,
             "final_deal_value": final_value,
             "reason": reason,
+            "reason_code": reason_code,
         }.items()
         if value is not None
     }

@@ -9,7 +9,7 @@ from it. Six referrals are received at T:
 | a2       | acme    | no_thanks T+30h                            | 30 h           | Skipped     |
 | a3       | acme    | silence                                    | none           | Missed      |
 | a4       | acme    | interested T+10h, accept 500 EUR           | 10 h           | Negotiating |
-| g1       | globex  | interested T+1h, decline                   | 1 h            | Declined    |
+| g1       | globex  | interested T+1h, decline (no_capacity)     | 1 h            | Declined    |
 | g2       | globex  | interested T+5h, then silence              | 5 h            | Expired     |
 """
 
@@ -85,7 +85,7 @@ async def archive(
         accept = {"currency": "EUR", "estimated_close_date": close}
         timeline: list[tuple[float, str, str, dict[str, Any]]] = [
             (1, "g1", "interested", {}),
-            (1, "g1", "decline", {"reason": "Out of scope"}),
+            (1, "g1", "decline", {"reason": "Out of scope", "reason_code": "no_capacity"}),
             (2, "a1", "interested", {}),
             (2, "a1", "accept", {**accept, "estimated_deal_value": "1000"}),
             (2, "a1", "won", {"final_deal_value": "1200"}),
@@ -201,6 +201,26 @@ def test_list_filters_pages_and_keeps_the_contract_keys(archive: Archive) -> Non
     )
     assert unknown.returncode != 0
     assert "no archived referral referral-nope-nope to page after" in unknown.stderr
+
+
+def test_list_by_reason_code_and_flag(archive: Archive) -> None:
+    def rfis(*args: str) -> list[str]:
+        return [r["rfi_id"] for r in archive_command(archive, "list", *args, "--json")]
+
+    assert rfis("--reason", "no_capacity") == [archive.rfi_ids["g1"]]
+    assert rfis("--reason", "unspecified") == [archive.rfi_ids["a2"]]  # no_thanks, no code
+    assert rfis("--reason", "spam_or_abuse") == rfis("--flagged") == []
+    assert all(r["flagged"] is False for r in archive_command(archive, "list", "--json"))
+    wrong = run_referrals(
+        {**os.environ, "REFERRALS_DATABASE_URL": archive.url}, "list", "--reason", "too_busy"
+    )
+    assert wrong.returncode == 1
+    assert "not a reason code" in wrong.stderr
+    assert "no_capacity" in wrong.stderr
+    declined = archive_command(archive, "history", archive.rfi_ids["g1"], "globex", "--json")
+    assert [t["reason_code"] for t in declined["transitions"]] == [None, "no_capacity"]
+    table = archive_command(archive, "history", archive.rfi_ids["g1"], "globex")
+    assert "no_capacity: Out of scope" in table
 
 
 def test_history_is_the_timeline_with_causes_and_times(archive: Archive) -> None:

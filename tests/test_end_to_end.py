@@ -342,7 +342,12 @@ def test_the_worker_serves_sdk_and_referral_metrics(
 ) -> None:
     rfi_id, path = write_rfi(tmp_path)
     ok(run_referrals(environment, "submit", str(path), "--partners", "globex"))
-    ok(run_referrals(environment, "act", rfi_id, "globex", "no_thanks"))
+    acted = ok(
+        run_referrals(
+            environment, "act", rfi_id, "globex", "no_thanks", "--reason-code", "no_capacity"
+        )
+    )
+    assert json.loads(acted)["transitions"][-1]["reason_code"] == "no_capacity"
     url = f"http://127.0.0.1:{environment['REFERRALS_METRICS_PORT']}/metrics"
 
     def scrape() -> str | None:
@@ -362,6 +367,7 @@ def test_the_worker_serves_sdk_and_referral_metrics(
     assert transitions
     assert 'cause="action"' in transitions[0]
     assert 'from="New"' in transitions[0]
+    assert 'reason="no_capacity"' in transitions[0]
 
 
 def test_the_worker_gives_the_sandbox_bytecode_of_the_workflow_module(

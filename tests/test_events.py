@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete
 
-from archive.database import create_archive_engine, upgrade
+from archive.database import create_archive_engine, downgrade, upgrade
 from archive.deliveries import BEFORE_ALL, DeliveryStore, EventFilter
 from archive.events import events_of
 from archive.schema import EventRow
@@ -111,7 +111,7 @@ def test_referrals_archived_before_events_get_theirs_for_replays_only(database_u
     """Migration 0006: referrals with no event get the ones the archive would have
     recorded, below every live position: replays read them, no endpoint hears them as new."""
     engine = create_archive_engine(database_url)
-    upgrade(engine, "0005")
+    upgrade(engine)
     store = ArchiveStore(engine)
     won = reach(Status.WON, make_rfi(id="rfi-old-won"))
     missed, _ = started(make_rfi(id="rfi-old-missed", received_at="2026-11-20T09:00:00Z"))
@@ -121,8 +121,9 @@ def test_referrals_archived_before_events_get_theirs_for_replays_only(database_u
         store.record(referral.view())
     with engine.begin() as connection:  # as if archived before revision 0003
         connection.execute(delete(EventRow))
-    store.record(newer.view())
+    downgrade(engine, "0005")
     upgrade(engine)
+    store.record(newer.view())
 
     webhooks, deliveries = WebhookStore(engine), DeliveryStore(engine)
     endpoint, _ = webhooks.add("https://crm.example/hooks", [], None, datetime.now(UTC))

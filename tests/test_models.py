@@ -317,6 +317,7 @@ def test_view_keys_are_the_contract() -> None:
             "processed_at",
             "cause",
             "reason",
+            "reason_code",
         }
         assert set(transition["cause"]) == {"kind", "name"}
     assert view["transitions"][0]["from"] == "New"

@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from workflows.models import (
+    UNSPECIFIED,
     AcceptPayload,
     Action,
     ActionPayload,
@@ -31,6 +32,7 @@ from workflows.models import (
     DeadlineKind,
     DeadlineView,
     Deal,
+    DeclineReason,
     EmailKind,
     EmailOutcome,
     EmailRecord,
@@ -77,6 +79,27 @@ MAX_CLOSE_YEARS = 10  # a forecast further ahead is a typo, not a deal
 MAX_REJECTED = 100  # keeps the view and the result far below Temporal's payload limit
 REROUTE_STATUSES = frozenset(s for s, kind in ON_ENTERING.items() if kind is EmailKind.REROUTE)
 CLOSED_STATUSES = REROUTE_STATUSES | {Status.WON, Status.LOST}
+
+
+REASONED_ACTIONS = frozenset({Action.NO_THANKS, Action.DECLINE, Action.LOST})
+
+
+def reason_label(transition: Transition) -> str:
+    """How a transition counts by reason: its code; ``unspecified`` for a refusal or a loss
+    given without one; empty for the transitions that take no reason."""
+    if transition.reason_code:
+        return transition.reason_code
+    return UNSPECIFIED if transition.cause.name in REASONED_ACTIONS else ""
+
+
+def transition_labels(transition: Transition) -> dict[str, str]:
+    """The metric labels of a transition (no customer data, no free text)."""
+    return {
+        "from": str(transition.from_),
+        "to": str(transition.to),
+        "cause": transition.cause.kind,
+        "reason": reason_label(transition),
+    }
 
 
 def allowed_actions(status: Status) -> list[Action]:
@@ -239,9 +262,12 @@ class Referral:
             )
         if isinstance(payload, WonPayload) and self.deal and payload.final_deal_value:
             self.deal = self.deal.model_copy(update={"final_deal_value": payload.final_deal_value})
-        reason = payload.reason if isinstance(payload, ReasonPayload) else None
         target = TRANSITIONS[(self.status, action)]
-        return self._transition(target, now, now, Cause(kind="action", name=action), reason)
+        cause = Cause(kind="action", name=action)
+        if isinstance(payload, ReasonPayload):
+            code = str(payload.reason_code) if payload.reason_code else None
+            return self._transition(target, now, now, cause, payload.reason, code)
+        return self._transition(target, now, now, cause)
 
     def reject(self, action: str, now: datetime, reason: str) -> None:
         """List a refused signal; only the latest MAX_REJECTED are kept, each cut short."""
@@ -299,7 +325,8 @@ class Referral:
         effective_at: datetime,
         processed_at: datetime,
         cause: Cause,
-        reason: str | None,
+        reason: str | None = None,
+        reason_code: str | None = None,
     ) -> list[EmailRequest]:
         self.transitions.append(
             Transition(
@@ -310,6 +337,7 @@ class Referral:
                 processed_at=processed_at,
                 cause=cause,
                 reason=reason,
+                reason_code=reason_code,
             )
         )
         self.status = target
@@ -319,6 +347,8 @@ class Referral:
         if kind is None:
             return []
         if kind is EmailKind.REROUTE:
+            if reason_code == DeclineReason.SPAM_OR_ABUSE:
+                return []  # flagged for review: no invitation to send it elsewhere
             # The partner's reason stays with the marketplace: the customer is not told it.
             return [self._email(kind, self.rfi.customer.email, shown_as=CUSTOMER)]
         return [self._email(kind, self._contact.contact_email, due_at=self._due_at)]

@@ -249,8 +249,57 @@ class ActionPayload(WireModel):
     """An action's JSON argument; the base class is the empty payload of ``interested``."""
 
 
+class DeclineReason(StrEnum):
+    """Why a partner says *no thanks* or declines (the README maps them to Partner
+    Center's and AWS Partner Central's codes)."""
+
+    NOT_OUR_EXPERTISE = "not_our_expertise"
+    NO_CAPACITY = "no_capacity"
+    CUSTOMER_NEED_UNCLEAR = "customer_need_unclear"
+    TIMELINE_TOO_SHORT = "timeline_too_short"
+    BUDGET_TOO_SMALL = "budget_too_small"
+    REGION_NOT_SERVED = "region_not_served"
+    DUPLICATE = "duplicate"
+    SPAM_OR_ABUSE = "spam_or_abuse"  # flags the RFI for review; the customer is not rerouted
+    OTHER = "other"
+
+
+class LossReason(StrEnum):
+    """Why a deal in negotiation was lost."""
+
+    BUDGET_INSUFFICIENT = "budget_insufficient"
+    CUSTOMER_UNRESPONSIVE = "customer_unresponsive"
+    CHOSE_ANOTHER_VENDOR = "chose_another_vendor"
+    REQUIREMENTS_NOT_MET = "requirements_not_met"
+    TIMELINE_TOO_SHORT = "timeline_too_short"
+    NO_DECISION = "no_decision"
+    OTHER = "other"
+
+
+UNSPECIFIED = "unspecified"  # how a refusal or a loss without a code is counted
+REASON_CODES = tuple(dict.fromkeys([*map(str, DeclineReason), *map(str, LossReason), UNSPECIFIED]))
+
+
 class ReasonPayload(ActionPayload):
+    """The payload of ``no_thanks``, ``decline`` and ``lost``: a free-text reason, which
+    stays with the marketplace, and a code it can count (``other`` needs the text)."""
+
     reason: LongText | None = None
+    reason_code: DeclineReason | LossReason | None = None
+
+    @model_validator(mode="after")
+    def _other_is_explained(self) -> "ReasonPayload":
+        if self.reason_code == "other" and not (self.reason and self.reason.strip()):
+            raise ValueError("reason_code 'other' needs a reason")
+        return self
+
+
+class DeclinePayload(ReasonPayload):
+    reason_code: DeclineReason | None = None
+
+
+class LossPayload(ReasonPayload):
+    reason_code: LossReason | None = None
 
 
 class AcceptPayload(ActionPayload):
@@ -265,11 +314,11 @@ class WonPayload(ActionPayload):
 
 PAYLOAD_TYPES: dict[Action, type[ActionPayload]] = {
     Action.INTERESTED: ActionPayload,
-    Action.NO_THANKS: ReasonPayload,
+    Action.NO_THANKS: DeclinePayload,
     Action.ACCEPT: AcceptPayload,
-    Action.DECLINE: ReasonPayload,
+    Action.DECLINE: DeclinePayload,
     Action.WON: WonPayload,
-    Action.LOST: ReasonPayload,
+    Action.LOST: LossPayload,
 }
 
 
@@ -355,6 +404,7 @@ class Transition(WireModel):
     processed_at: UtcDatetime
     cause: Cause
     reason: str | None = None
+    reason_code: str | None = None  # DeclineReason or LossReason, as the partner gave it
 
 
 class RejectedAction(WireModel):

@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.suggestions import SuggestionActivities
     from workflows import WORKFLOW_TYPE
     from workflows.bookkeeping import Bookkeeping
-    from workflows.lifecycle import ActionRejected, Referral
+    from workflows.lifecycle import ActionRejected, Referral, transition_labels
     from workflows.metadata import (
         EMAIL_LABELS,
         LOOKUP_LABEL,
@@ -137,7 +137,9 @@ class ReferralWorkflow:
         self._books = Bookkeeping.taken_over(continued)
         self._tasks: list[asyncio.Task[None]] = []
         self._transition_counter = workflow.metric_meter().create_counter(
-            "referral_transitions", "Referral transitions by from, to and cause", "transitions"
+            "referral_transitions",
+            "Referral transitions by from, to, cause and reason",
+            "transitions",
         )
 
     @workflow.run
@@ -401,9 +403,7 @@ class ReferralWorkflow:
         and count each new transition (the SDK's metric meter skips replays)."""
         transitions = self.referral.transitions
         for transition in transitions[self._books.counted :]:
-            self._transition_counter.add(
-                1, {"from": transition.from_, "to": transition.to, "cause": transition.cause.kind}
-            )
+            self._transition_counter.add(1, transition_labels(transition))
         self._books.counted = len(transitions)
         changes = changed_attributes(self.referral, workflow.info().typed_search_attributes)
         if changes:
