@@ -11,15 +11,47 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Executable, case, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Executable,
+    Float,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+)
 
-from archive.functions import elapsed_ms, exact_sum
-from archive.schema import ReferralRow
-from workflows.models import Status
+from archive.functions import days_late, elapsed_ms, exact_sum
+from archive.schema import ReferralRow, TransitionRow
+from workflows.lifecycle import REASONED_ACTIONS
+from workflows.models import UNSPECIFIED, Action, Status
 
 # The marketplace recommends answering within 24 hours; the database counts milliseconds.
 RECOMMENDED_ANSWER_MS = timedelta(hours=24) // timedelta(milliseconds=1)
 ACCEPTED = frozenset({Status.NEGOTIATING, Status.WON, Status.LOST})
+
+
+@dataclass
+class ValueForecast:
+    """Final / estimated deal value over Won referrals in one currency that reported both."""
+
+    referrals: int
+    median_ratio: float
+    p90_ratio: float
+
+
+@dataclass
+class Forecast:
+    """How a partner's estimates held: the value per currency (never mixed), and how many
+    days after the estimated close date it marked the deal Won (negative: early)."""
+
+    value_by_currency: dict[str, ValueForecast] = field(default_factory=dict)
+    close_slip_referrals: int = 0
+    median_close_slip_days: float | None = None
+    p90_close_slip_days: int | None = None
 
 
 @dataclass
@@ -37,6 +69,9 @@ class PartnerStats:
     win_rate: float | None = None
     pipeline_value: dict[str, Decimal] = field(default_factory=dict)
     won_value: dict[str, Decimal] = field(default_factory=dict)
+    declines_by_reason: dict[str, int] = field(default_factory=dict)
+    losses_by_reason: dict[str, int] = field(default_factory=dict)
+    forecast: Forecast = field(default_factory=Forecast)
 
 
 def partner_stats(
@@ -59,6 +94,10 @@ def partner_stats(
         counts = connection.execute(_counts(window)).all()
         ranked = connection.execute(_ranked_waits(window)).all()
         money = connection.execute(_sums_per_currency(window)).all()
+        reasons = connection.execute(_reasons(window)).all()
+        by_currency = ReferralRow.currency.expression
+        ratios = connection.execute(_ranked(window, _value_ratio(), by_currency)).all()
+        slips = connection.execute(_ranked(window, _close_slip())).all()
     stats = {row.partner_id: _rates(row) for row in counts}
     waits: dict[str, dict[int, float]] = {}
     answered: dict[str, int] = {}
@@ -74,7 +113,32 @@ def partner_stats(
             of = stats[amount.partner_id]
             values = of.won_value if amount.status == Status.WON else of.pipeline_value
             values[amount.currency] = amount.total
+    for reason in reasons:
+        of = stats[reason.partner_id]
+        counted = of.losses_by_reason if reason.cause_name == Action.LOST else of.declines_by_reason
+        counted[reason.code] = counted.get(reason.code, 0) + reason.referrals
+    for (partner_id, currency), figures in _at_ranks(ratios).items():
+        stats[partner_id].forecast.value_by_currency[currency] = ValueForecast(*figures)
+    for (partner_id, _), (n, median, p90) in _at_ranks(slips).items():
+        forecast = stats[partner_id].forecast
+        forecast.close_slip_referrals, forecast.median_close_slip_days = n, median
+        forecast.p90_close_slip_days = int(p90)
     return [stats[partner_id] for partner_id in sorted(stats)]
+
+
+def _at_ranks(rows: Iterable[Any]) -> dict[tuple[str, str], tuple[int, float, float]]:
+    """(count, median, p90) per group, from the rows `_ranked` keeps."""
+    values: dict[tuple[str, str], dict[int, float]] = {}
+    counts: dict[tuple[str, str], int] = {}
+    for row in rows:
+        key = (row.partner_id, row.grouped)
+        values.setdefault(key, {})[row.rank] = float(row.value)
+        counts[key] = row.n
+    figures = {}
+    for key, at in values.items():
+        lower, upper = _median_ranks(counts[key])
+        figures[key] = (counts[key], (at[lower] + at[upper]) / 2, at[_p90_rank(counts[key])])
+    return figures
 
 
 def _median_ranks(n: Any) -> tuple[Any, Any]:
@@ -111,6 +175,7 @@ def _counts(
             _counting(status == Status.DECLINED).label("declined"),
             _counting(status == Status.EXPIRED).label("expired"),
             _counting(status == Status.WON).label("won"),
+            _counting(status == Status.LOST).label("lost"),
         )
         .where(*window)
         .group_by(ReferralRow.partner_id)
@@ -128,7 +193,7 @@ def _rates(row: Any) -> PartnerStats:
         miss_rate=row.missed / count,
         decline_rate=row.declined / count,
         expire_rate=row.expired / count,
-        win_rate=row.won / row.accepted if row.accepted else None,
+        win_rate=row.won / (row.won + row.lost) if row.won + row.lost else None,
     )
 
 
@@ -171,6 +236,69 @@ def _sums_per_currency(window: list[ColumnElement[bool]]) -> Executable:
         )
         .group_by(ReferralRow.partner_id, status, ReferralRow.currency)
     )
+
+
+def _reasons(window: list[ColumnElement[bool]]) -> Executable:
+    """Refusals (no_thanks, decline) and losses per partner, action and code; none given
+    counts as `unspecified`."""
+    code = func.coalesce(TransitionRow.reason_code, UNSPECIFIED).label("code")
+    return (
+        select(
+            ReferralRow.partner_id, TransitionRow.cause_name, code, func.count().label("referrals")
+        )
+        .join(TransitionRow, TransitionRow.workflow_id == ReferralRow.workflow_id)
+        .where(*window, TransitionRow.cause_name.in_([str(a) for a in REASONED_ACTIONS]))
+        .group_by(ReferralRow.partner_id, TransitionRow.cause_name, code)
+    )
+
+
+def _value_ratio() -> tuple[ColumnElement[Any], list[ColumnElement[bool]]]:
+    """Final / estimated value of the Won referrals that reported both."""
+    ratio = cast(ReferralRow.final_deal_value, Float) / cast(
+        ReferralRow.estimated_deal_value, Float
+    )
+    return ratio, [
+        ReferralRow.status == Status.WON,
+        ReferralRow.final_deal_value.is_not(None),
+        ReferralRow.estimated_deal_value.is_not(None),
+        cast(ReferralRow.estimated_deal_value, Float) > 0,
+        ReferralRow.currency.is_not(None),
+    ]
+
+
+def _close_slip() -> tuple[ColumnElement[int], list[ColumnElement[bool]]]:
+    """Days from the estimated close date to the day the referral was marked Won."""
+    slip = days_late(ReferralRow.estimated_close_date, ReferralRow.closed_at)
+    return slip, [
+        ReferralRow.status == Status.WON,
+        ReferralRow.estimated_close_date.is_not(None),
+        ReferralRow.closed_at.is_not(None),
+    ]
+
+
+def _ranked(
+    window: list[ColumnElement[bool]],
+    measure: tuple[ColumnElement[Any], list[ColumnElement[bool]]],
+    group: ColumnElement[Any] | None = None,
+) -> Executable:
+    """A measure's values at the median's and the p90's ranks, per partner (and group)."""
+    value, conditions = measure
+    grouped = (group if group is not None else literal("")).label("grouped")
+    partition = [ReferralRow.partner_id, *([group] if group is not None else [])]
+    ranked = (
+        select(
+            ReferralRow.partner_id,
+            grouped,
+            value.label("value"),
+            func.row_number().over(partition_by=partition, order_by=value).label("rank"),
+            func.count().over(partition_by=partition).label("n"),
+        )
+        .where(*window, *conditions)
+        .subquery()
+    )
+    n, rank = ranked.c.n, ranked.c.rank
+    lower, upper = _median_ranks(n)
+    return select(ranked).where(or_(rank == lower, rank == upper, rank == _p90_rank(n)))
 
 
 def rank_by_responsiveness(

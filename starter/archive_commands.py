@@ -174,6 +174,30 @@ def partner_stats_command(
             _amounts(s.won_value),
         )
     Console().print(table)
+    for s in stats:
+        for line in _learned(s):
+            typer.echo(f"{s.partner_id}: {line}")
+
+
+def _learned(stats: PartnerStats) -> list[str]:
+    """What the marketplace learns beyond the table: reasons, and how estimates held."""
+    lines = []
+    for what, counts in (("declined", stats.declines_by_reason), ("lost", stats.losses_by_reason)):
+        if counts:
+            listed = ", ".join(f"{code} {n}" for code, n in sorted(counts.items()))
+            lines.append(f"{what}: {listed}")
+    forecast = stats.forecast
+    for currency, value in sorted(forecast.value_by_currency.items()):
+        lines.append(
+            f"final/estimated {currency}: median x{value.median_ratio:.2f}, "
+            f"p90 x{value.p90_ratio:.2f} ({value.referrals} won)"
+        )
+    if forecast.close_slip_referrals:
+        lines.append(
+            f"closed vs estimated date: median {forecast.median_close_slip_days:+g} days, "
+            f"p90 {forecast.p90_close_slip_days:+d} days ({forecast.close_slip_referrals} won)"
+        )
+    return lines
 
 
 def summary(row: ReferralRow) -> dict[str, Any]:

@@ -130,7 +130,17 @@ def test_partner_stats_match_the_hand_computed_figures(archive: Archive) -> None
     assert acme["accept_rate"] == 0.5  # a1 (Won), a4 (Negotiating)
     assert (acme["skip_rate"], acme["miss_rate"]) == (0.25, 0.25)
     assert (acme["decline_rate"], acme["expire_rate"]) == (0.0, 0.0)
-    assert acme["win_rate"] == 0.5
+    assert acme["win_rate"] == 1.0  # Won among the closed deals: a1 Won, a4 still open
+    assert (acme["declines_by_reason"], acme["losses_by_reason"]) == ({"unspecified": 1}, {})
+    # a1: estimated 1000, final 1200; Won two hours after receipt, 60 days before its date
+    slip = archive.received_at + timedelta(hours=2)
+    days = (slip.date() - (archive.received_at.date() + timedelta(days=60))).days
+    assert acme["forecast"] == {
+        "value_by_currency": {"EUR": {"referrals": 1, "median_ratio": 1.2, "p90_ratio": 1.2}},
+        "close_slip_referrals": 1,
+        "median_close_slip_days": days,
+        "p90_close_slip_days": days,
+    }
     assert acme["pipeline_value"] == {"EUR": "500"}
     assert acme["won_value"] == {"EUR": "1200"}
 
@@ -141,6 +151,8 @@ def test_partner_stats_match_the_hand_computed_figures(archive: Archive) -> None
     assert (globex["accept_rate"], globex["win_rate"]) == (0.0, None)
     assert (globex["decline_rate"], globex["expire_rate"]) == (0.5, 0.5)
     assert (globex["pipeline_value"], globex["won_value"]) == ({}, {})
+    assert globex["declines_by_reason"] == {"no_capacity": 1}
+    assert globex["forecast"]["value_by_currency"] == {}
 
     only = archive_command(archive, "partner-stats", "--partner", "globex", "--json")
     assert [s["partner_id"] for s in only] == ["globex"]
@@ -149,6 +161,8 @@ def test_partner_stats_match_the_hand_computed_figures(archive: Archive) -> None
     table = archive_command(archive, "partner-stats")
     assert "acme-consulting" in table
     assert "10h00m" in table
+    assert "globex: declined: no_capacity 1" in table
+    assert "acme-consulting: final/estimated EUR: median x1.20, p90 x1.20 (1 won)" in table
 
 
 def test_list_filters_pages_and_keeps_the_contract_keys(archive: Archive) -> None:

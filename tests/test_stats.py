@@ -114,7 +114,7 @@ def test_money_is_summed_exactly_per_currency_and_outcomes_counted(store: Archiv
     assert stats.won_value == {"USD": Decimal("1200.50")}
     assert stats.referrals == 6
     assert (stats.accept_rate, stats.decline_rate) == (4 / 6, 1 / 6)
-    assert stats.win_rate == 1 / 4
+    assert stats.win_rate == 1 / 2  # Won among the closed deals: one Won, one Lost
 
 
 def test_the_window_is_by_partner_and_received_time(store: ArchiveStore) -> None:
@@ -245,3 +245,54 @@ def test_referrals_archived_before_the_migration_stay_counted(database_url: str)
     [p] = partner_stats(engine)
     assert (p.referrals, p.miss_rate) == (1, 1.0)
     engine.dispose()
+
+
+def test_forecast_accuracy_reasons_and_win_rate_match_the_hand_computed_figures(
+    store: ArchiveStore,
+) -> None:
+    """Accepted two hours after receipt (2026-01-05), Won on the day given."""
+    won = [  # (currency, estimated, final, estimated close date, the day it was Won)
+        ("EUR", "100", "120", "2026-01-05", "2026-01-09"),  # x1.2, 4 days late
+        ("EUR", "100", "80", "2026-01-06", "2026-01-06"),  # x0.8, on the day
+        ("EUR", "100", "100", "2026-01-15", "2026-01-10"),  # x1.0, 5 days early
+        ("EUR", "200", "300", "2026-01-05", "2026-01-07"),  # x1.5, 2 days late
+        ("USD", "50", "50", "2026-02-10", "2026-01-14"),  # x1.0, 27 days early
+        ("EUR", "100", None, "2026-01-05", "2026-01-06"),  # no final value: a slip only
+    ]
+    for currency, estimate, final, close, day in won:
+        referral = Referral(make_rfi(received_at=T0.isoformat()), "f")
+        referral.start(contact("f"), T0)
+        act(referral, "interested", None, T0 + HOURS)
+        terms = {"currency": currency, "estimated_close_date": close}
+        act(referral, "accept", {**terms, "estimated_deal_value": estimate}, T0 + 2 * HOURS)
+        on = datetime.fromisoformat(f"{day}T12:00:00+00:00")
+        act(referral, "won", {"final_deal_value": final} if final else None, on)
+        store.record(referral.view())
+    accept = ("accept", {**DEAL_TERMS, "estimated_deal_value": "10"})
+    archived(store, "f", HOURS, accept, ("lost", {"reason_code": "chose_another_vendor"}))
+    archived(store, "f", HOURS, accept, ("lost", {"reason": "no code"}))
+    for payload in ({"reason_code": "no_capacity"},) * 2 + ({"reason": "no code"},):
+        archived(store, "f", HOURS, ("decline", payload))
+    spam = Referral(make_rfi(received_at=T0.isoformat()), "f")
+    spam.start(contact("f"), T0)
+    act(spam, "no_thanks", {"reason_code": "spam_or_abuse"}, T0 + HOURS)
+    store.record(spam.view())
+
+    [stats] = partner_stats(store.engine)
+    assert stats.win_rate == 6 / 8
+    assert stats.declines_by_reason == {"no_capacity": 2, "unspecified": 1, "spam_or_abuse": 1}
+    assert stats.losses_by_reason == {"chose_another_vendor": 1, "unspecified": 1}
+    forecast = stats.forecast
+    # EUR ratios 0.8, 1.0, 1.2, 1.5: median (1.0 + 1.2) / 2, p90 at rank 4 of 4
+    eur = forecast.value_by_currency["EUR"]
+    assert (eur.referrals, eur.p90_ratio) == (4, 1.5)
+    assert eur.median_ratio == pytest.approx(1.1)
+    usd = forecast.value_by_currency["USD"]
+    assert (usd.referrals, usd.median_ratio, usd.p90_ratio) == (1, 1.0, 1.0)
+    # slips -27, -5, 0, 1, 2, 4 days: median (0 + 1) / 2, p90 at rank 6 of 6
+    assert forecast.close_slip_referrals == 6
+    assert forecast.median_close_slip_days == 0.5
+    assert forecast.p90_close_slip_days == 4
+
+
+HOURS = timedelta(hours=1)
