@@ -9,6 +9,7 @@ from workflows.models import EmailKind, EmailRequest, Status
 SUBJECTS = {
     EmailKind.LEAD: "New referral: {need} ({region})",
     EmailKind.REMINDER: "Reminder: a referral is waiting for your answer ({region})",
+    EmailKind.LAST_CALL: "Last call: decide on your referral by tomorrow ({region})",
     EmailKind.DETAILS: "Customer details for your referral ({region})",
     EmailKind.REROUTE: "Please choose another partner for your request",
 }

@@ -49,6 +49,7 @@ def make_request(
     default_status = {
         EmailKind.LEAD: Status.NEW,
         EmailKind.REMINDER: Status.NEW,
+        EmailKind.LAST_CALL: Status.EVALUATING,
         EmailKind.DETAILS: Status.EVALUATING,
         EmailKind.REROUTE: Status.SKIPPED,
     }[kind]

@@ -73,6 +73,8 @@ CONTACT_FIELDS = {"customer.name", "customer.company", "customer.email", "custom
 SHOWN: dict[EmailKind, set[str]] = {
     EmailKind.LEAD: OVERVIEW_FIELDS | {"partner.partner_name", "partner.contact_name"},
     EmailKind.REMINDER: OVERVIEW_FIELDS | {"partner.partner_name", "partner.contact_name"},
+    # The partner has seen the customer by then; the last call needs only the overview.
+    EmailKind.LAST_CALL: OVERVIEW_FIELDS | {"partner.partner_name", "partner.contact_name"},
     EmailKind.DETAILS: OVERVIEW_FIELDS | CONTACT_FIELDS | {"partner.contact_name"},
     EmailKind.REROUTE: OVERVIEW_FIELDS | {"customer.name", "partner.partner_name", "alternatives"},
 }
@@ -84,6 +86,7 @@ NEVER: dict[EmailKind, set[str]] = {
 STATUS = {
     EmailKind.LEAD: Status.NEW,
     EmailKind.REMINDER: Status.NEW,
+    EmailKind.LAST_CALL: Status.EVALUATING,
     EmailKind.DETAILS: Status.EVALUATING,
     EmailKind.REROUTE: Status.DECLINED,
 }

@@ -266,6 +266,8 @@ def test_decide_deadline_expires(late: timedelta) -> None:
     assert referral.deadline is not None
     assert referral.deadline.kind is DeadlineKind.DECIDE
     assert referral.deadline.due_at == due
+    # The last call went out a day before (its own test is below); nothing else is due.
+    assert kinds(referral.fire_due(due - timedelta(seconds=1))) == [EmailKind.LAST_CALL]
     assert referral.fire_due(due - timedelta(seconds=1)) == []
     assert referral.view().status is Status.EVALUATING
 
@@ -397,9 +399,11 @@ def test_next_wakeup_reminder_then_deadline() -> None:
     assert referral.next_wakeup() == RESPOND_DUE
 
 
-def test_next_wakeup_while_evaluating_is_the_decide_deadline() -> None:
+def test_next_wakeup_while_evaluating_is_the_last_call_then_the_decide_deadline() -> None:
     referral, _ = started()
     act(referral, "interested", None, T0 + 3 * HOUR)
+    assert referral.next_wakeup() == T0 + 3 * HOUR + 6 * DAY
+    referral.fire_due(T0 + 3 * HOUR + 6 * DAY)
     assert referral.next_wakeup() == T0 + 3 * HOUR + 7 * DAY
 
 
@@ -933,3 +937,58 @@ def test_random_sequences_keep_the_invariants(
         else:
             machine.act_allowed(argument)
         machine.assert_all_invariants()
+
+
+def test_one_last_call_goes_to_the_partner_a_day_before_the_decide_deadline() -> None:
+    referral, _ = started()
+    entered = T0 + 5 * HOUR
+    act(referral, "interested", None, entered)
+    due = entered + 7 * DAY
+    last_call = due - DAY
+    assert referral.next_wakeup() == last_call
+    assert referral.fire_due(last_call - timedelta(seconds=1)) == []
+    [email] = referral.fire_due(last_call)
+    assert (email.kind, email.to, email.due_at) == (
+        EmailKind.LAST_CALL,
+        ACME_BERLIN.contact_email,
+        due,
+    )
+    assert referral.fire_due(last_call + HOUR) == []  # once
+    assert referral.next_wakeup() == due
+    assert kinds(referral.fire_due(due)) == [EmailKind.REROUTE]
+
+
+@pytest.mark.parametrize(
+    ("before", "decide", "expected"),
+    [
+        (timedelta(hours=24), timedelta(days=7), True),
+        (timedelta(days=7), timedelta(days=7), False),  # would fall on entering Evaluating
+        (timedelta(days=8), timedelta(days=7), False),  # before it
+        (timedelta(hours=1), timedelta(hours=2), True),
+    ],
+)
+def test_the_last_call_is_skipped_when_it_would_fall_before_evaluating(
+    before: timedelta, decide: timedelta, expected: bool
+) -> None:
+    rfi = make_rfi(deadlines={"decide_within": decide, "last_call_before": before})
+    referral, _ = started(rfi)
+    act(referral, "interested", None, T0 + HOUR)
+    assert referral.last_call_pending is expected
+    emails = referral.fire_due(T0 + HOUR + decide)
+    assert (EmailKind.LAST_CALL in kinds(emails)) is False  # the deadline itself: no last call
+    assert referral.status is Status.EXPIRED
+
+
+def test_accepting_before_the_last_call_cancels_it() -> None:
+    referral, _ = started()
+    act(referral, "interested", None, T0 + HOUR)
+    act(referral, "accept", ACCEPT, T0 + 2 * HOUR)
+    assert referral.last_call_pending is False
+    assert referral.next_wakeup() is None
+
+
+def test_a_run_replayed_from_before_last_calls_schedules_none() -> None:
+    referral, _ = started()
+    referral.last_calls = False  # what workflow.patched says while replaying such a run
+    act(referral, "interested", None, T0 + HOUR)
+    assert referral.next_wakeup() == T0 + HOUR + 7 * DAY

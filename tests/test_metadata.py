@@ -1,6 +1,6 @@
 """What the Temporal UI shows of a referral, from the pure lifecycle: no server."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -67,10 +67,13 @@ def test_evaluating_shows_the_decide_deadline_and_the_last_transition() -> None:
         "- **Status:** Evaluating\n"
         "- **Deadline:** decide: Expired at 2026-12-02 10:00 UTC unless the partner accepts"
         " or declines\n"
+        "- **Reminder:** last call to the partner at 2026-12-01 10:00 UTC\n"
         "- **Last transition:** New -> Evaluating by interested at 2026-11-25 10:00 UTC\n"
         "- **Emails:** lead sent, details pending\n"
         "- **Refused actions:** 1"
     )
+    assert wakeup_label(referral) == "last call at 2026-12-01 10:00 UTC"
+    referral.fire_due(datetime(2026, 12, 1, 10, tzinfo=UTC))
     assert wakeup_label(referral) == "decide deadline: Expired at 2026-12-02 10:00 UTC"
 
 

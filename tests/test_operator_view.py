@@ -79,6 +79,8 @@ async def test_the_ui_shows_the_referral_at_every_step_and_never_the_customer(
     assert evaluating.deadline is not None
     assert f"decide: Expired at {at(evaluating.deadline.due_at)}" in text
     assert "New -> Evaluating by interested" in text
+    last_call = evaluating.deadline.due_at - timedelta(hours=24)
+    assert f"- **Reminder:** last call to the partner at {at(last_call)}" in text
     shown.append(text)
 
     await handle.execute_update("accept", ACCEPT, result_type=StatusView)
@@ -100,7 +102,7 @@ async def test_the_ui_shows_the_referral_at_every_step_and_never_the_customer(
     timeline = await labels(client, handle)
     assert timeline["timer_started_event_attributes"] == [
         f"reminder at {at(reminder)}",
-        f"decide deadline: Expired at {at(evaluating.deadline.due_at)}",
+        f"last call at {at(last_call)}",
     ]
     activities = timeline["activity_task_scheduled_event_attributes"]
     assert "lead email to the partner" in activities

@@ -212,7 +212,30 @@ async def test_decline_and_seven_days_of_silence_in_evaluating(
     assert expired_view.status is Status.EXPIRED
     assert expired_view.transitions[-1].effective_at == entered + timedelta(days=7)
     assert expired_view.transitions[-1].cause.name == "decide"
-    assert [e.kind for e in expired_view.emails] == ["lead", "details", "reroute"]
+    assert [e.kind for e in expired_view.emails] == ["lead", "details", "last_call", "reroute"]
+
+
+async def test_a_last_call_goes_to_the_partner_at_the_six_day_mark(
+    env: WorkflowEnvironment, worker_queue: str, settings: Settings
+) -> None:
+    handle = await start_referral(env.client, worker_queue, await received_now(env))
+    await handle.signal("interested")
+    entered = (await status(handle)).transitions[0].effective_at
+    await env.sleep(timedelta(days=6) - timedelta(minutes=1))
+    assert [e.kind for e in (await status(handle)).emails] == ["lead", "details"]
+    await env.sleep(timedelta(minutes=2))
+    view = await status(handle)
+    assert view.status is Status.EVALUATING
+    assert [e.kind for e in view.emails] == ["lead", "details", "last_call"]
+    final = await handle.result()
+    assert final.status is Status.EXPIRED
+    assert final.transitions[-1].effective_at == entered + timedelta(days=7)
+    assert email_outcomes(final)[2] == ("last_call", BERLIN_CONTACT, "sent")
+    [last_call] = [m for m in sent_messages(settings) if m["Subject"].startswith("Last call")]
+    assert last_call["To"] == BERLIN_CONTACT
+    due = (entered + timedelta(days=7)).strftime("%Y-%m-%d %H:%M UTC")
+    assert due in text_of(last_call)
+    assert "expires" in text_of(last_call)
 
 
 async def test_negotiating_has_no_deadline_and_ends_lost(

@@ -8,7 +8,8 @@ Rules, read top to bottom:
   deadline or before the referral started (the lead itself is then the news).
 - Evaluating: ``accept`` (deal value, currency, close date not in the past) -> Negotiating;
   ``decline`` -> Declined; the decide deadline (entering Evaluating + ``decide_within``) ->
-  Expired.
+  Expired. One last call goes to the partner ``last_call_before`` ahead of that deadline,
+  unless that falls before entering Evaluating.
 - Negotiating: ``won`` -> Won; ``lost`` -> Lost. No deadline.
 - Skipped, Missed, Declined and Expired email the customer to choose another partner.
 - A deadline transition takes effect at the deadline, whenever it is processed; an action
@@ -146,6 +147,10 @@ class Referral:
         self.rejected_actions: list[RejectedAction] = []
         self.emails: list[EmailRecord] = []
         self.reminder_pending = False
+        self.last_call_pending = False
+        # The workflow turns last calls off while it replays a run recorded before they
+        # existed (workflow.patched), so that its timers stay as they were.
+        self.last_calls = True
 
     @classmethod
     def restored(
@@ -194,12 +199,19 @@ class Referral:
     def reminder_at(self) -> datetime:
         return self.rfi.received_at + self.rfi.deadlines.remind_after
 
+    @property
+    def last_call_at(self) -> datetime:
+        """While Evaluating: ``last_call_before`` ahead of the decide deadline."""
+        return self._due_at - self.rfi.deadlines.last_call_before
+
     def next_wakeup(self) -> datetime | None:
         """The next moment at which ``fire_due`` has something to do, if any."""
         deadline = self.deadline
         times = [deadline.due_at] if deadline else []
         if self.reminder_pending:
             times.append(self.reminder_at)
+        if self.last_call_pending:
+            times.append(self.last_call_at)
         return min(times, default=None)
 
     def view(self) -> StatusView:
@@ -277,13 +289,20 @@ class Referral:
         ]
 
     def fire_due(self, now: datetime) -> list[EmailRequest]:
-        """Send the reminder and apply the deadline whose time has come by ``now``."""
+        """Send the reminder or the last call and apply the deadline whose time has come by
+        ``now``."""
         emails: list[EmailRequest] = []
         reminder_due = self.reminder_pending and self.reminder_at <= now < self._due_at
         if reminder_due and self.status is Status.NEW:
             self.reminder_pending = False
             emails.append(
                 self._email(EmailKind.REMINDER, self._contact.contact_email, due_at=self._due_at)
+            )
+        last_call_due = self.last_call_pending and self.last_call_at <= now < self._due_at
+        if last_call_due and self.status is Status.EVALUATING:
+            self.last_call_pending = False
+            emails.append(
+                self._email(EmailKind.LAST_CALL, self._contact.contact_email, due_at=self._due_at)
             )
         deadline = self.deadline
         if deadline is not None and now >= deadline.due_at:
@@ -343,6 +362,10 @@ class Referral:
         self.status = target
         self.entered_at = effective_at
         self.reminder_pending = self.reminder_pending and target is Status.NEW
+        # One last call before the decide deadline, unless it would fall before Evaluating.
+        self.last_call_pending = (
+            self.last_calls and target is Status.EVALUATING and effective_at < self.last_call_at
+        )
         kind = ON_ENTERING.get(target)
         if kind is None:
             return []

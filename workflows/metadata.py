@@ -25,6 +25,7 @@ UNLESS: Mapping[DeadlineKind, str] = {
 EMAIL_LABELS: Mapping[EmailKind, str] = {
     EmailKind.LEAD: "lead email to the partner",
     EmailKind.REMINDER: "reminder email to the partner",
+    EmailKind.LAST_CALL: "last call email to the partner",
     EmailKind.DETAILS: "details email to the partner",
     EmailKind.REROUTE: "reroute email to the customer",
 }
@@ -58,6 +59,8 @@ def current_details(referral: Referral) -> str:
         )
     if referral.reminder_pending and referral.status is Status.NEW:
         lines.append(f"- **Reminder:** to the partner at {_time(referral.reminder_at)}")
+    if referral.last_call_pending and referral.status is Status.EVALUATING:
+        lines.append(f"- **Reminder:** last call to the partner at {_time(referral.last_call_at)}")
     deal = referral.deal
     if deal is not None:
         text = (
@@ -85,6 +88,8 @@ def wakeup_label(referral: Referral) -> str:
     if deadline is not None and wakeup == deadline.due_at:
         target = DEADLINES[referral.status][1]
         return f"{deadline.kind} deadline: {target} at {_time(deadline.due_at)}"
+    if referral.last_call_pending and wakeup == referral.last_call_at:
+        return f"last call at {_time(referral.last_call_at)}"
     return f"reminder at {_time(referral.reminder_at)}"
 
 

@@ -63,6 +63,7 @@ class DeadlineKind(StrEnum):
 class EmailKind(StrEnum):
     LEAD = "lead"
     REMINDER = "reminder"
+    LAST_CALL = "last_call"
     DETAILS = "details"
     REROUTE = "reroute"
 
@@ -203,6 +204,7 @@ class Deadlines(WireModel):
     respond_within: PositiveDuration = timedelta(hours=72)
     decide_within: PositiveDuration = timedelta(days=7)
     remind_after: PositiveDuration = timedelta(hours=24)
+    last_call_before: PositiveDuration = timedelta(hours=24)  # before the decide deadline
 
 
 class Rfi(WireModel):
@@ -474,6 +476,7 @@ class ReferralState(WireModel):
     rejected_actions: list[RejectedAction]
     emails: list[EmailRecord]
     reminder_pending: bool
+    last_call_pending: bool = False  # runs before the last call existed carry none
 
 
 class Continuation(WireModel):

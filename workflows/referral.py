@@ -77,6 +77,7 @@ CLOCK_SKEW = timedelta(days=1)  # how far ahead of the server's clock received_a
 MAX_EVENTS_PER_RUN = 4_000
 MAX_BYTES_PER_RUN = 4 * 1024 * 1024
 MAX_MESSAGES_PER_RUN = 1_000  # signals and updates handled
+LAST_CALL_PATCH = "last-call"
 MAX_QUEUED_ACTIONS = 10  # signals kept while the referral starts; New takes at most 3 in a row
 
 NOT_SERVED = [PARTNER_NOT_FOUND, REGION_NOT_SERVED]
@@ -191,7 +192,7 @@ class ReferralWorkflow:
         try:
             argument = self._argument(name, args)
             if referral.started:
-                self._apply(referral.act(*read_action(referral, name, argument), now))
+                self._apply(self._act(*read_action(referral, name, argument), now))
             else:
                 self._queue(name, argument, now)
         except ActionRejected as rejected:
@@ -215,7 +216,7 @@ class ReferralWorkflow:
                     raise ActionRejected(
                         name, Status.NEW, "the referral is still starting; try again in a moment"
                     ) from None
-            self._apply(self.referral.act(*self._read(name, args), workflow.now()))
+            self._apply(self._act(*self._read(name, args), workflow.now()))
         except ActionRejected as rejected:
             raise _as_application_error(rejected) from None
         return self.referral.view()
@@ -308,6 +309,12 @@ class ReferralWorkflow:
             QueuedAction(name=name, argument=payload.model_dump(mode="json"), at=now)
         )
 
+    def _act(self, action: Action, payload: ActionPayload, now: datetime) -> list[EmailRequest]:
+        """Take an action. A run recorded before last calls existed replays without them:
+        its decide timer stays the one it started."""
+        self.referral.last_calls = workflow.patched(LAST_CALL_PATCH)
+        return self.referral.act(action, payload, now)
+
     def _take_queued_actions(self) -> None:
         queued, self._books.queued = self._books.queued, []
         referral = self.referral
@@ -315,7 +322,7 @@ class ReferralWorkflow:
             now = workflow.now()
             try:
                 action, payload = read_action(referral, waiting.name, waiting.argument)
-                self._apply(referral.act(action, payload, now))
+                self._apply(self._act(action, payload, now))
             except ActionRejected as rejected:  # e.g. the referral was late and is Missed
                 referral.reject(waiting.name, now, rejected.reason)
         self._show()
