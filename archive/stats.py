@@ -20,6 +20,7 @@ from sqlalchemy import (
     cast,
     func,
     literal,
+    literal_column,
     or_,
     select,
 )
@@ -32,6 +33,7 @@ from workflows.models import UNSPECIFIED, Action, Status
 # The marketplace recommends answering within 24 hours; the database counts milliseconds.
 RECOMMENDED_ANSWER_MS = timedelta(hours=24) // timedelta(milliseconds=1)
 ACCEPTED = frozenset({Status.NEGOTIATING, Status.WON, Status.LOST})
+ALL = "*"  # the partner id of the figures over all partners
 
 
 @dataclass
@@ -79,6 +81,7 @@ def partner_stats(
     *,
     partner_ids: Collection[str] | None = None,
     since: datetime | None = None,
+    per_partner: bool = True,
 ) -> list[PartnerStats]:
     """Statistics per partner over the referrals received since `since`, by partner id.
 
@@ -90,14 +93,18 @@ def partner_stats(
         window.append(ReferralRow.partner_id.in_(list(partner_ids)))
     if since is not None:
         window.append(ReferralRow.received_at >= since)
+    # Per partner, or all of them as one (`partner_id` "*").
+    # A CASE rather than a constant: databases group by an expression, not by a literal.
+    every = case((ReferralRow.partner_id.is_not(None), literal_column(f"'{ALL}'")), else_=ALL)
+    by = (ReferralRow.partner_id.expression if per_partner else every).label("partner_id")
     with engine.connect() as connection:
-        counts = connection.execute(_counts(window)).all()
-        ranked = connection.execute(_ranked_waits(window)).all()
-        money = connection.execute(_sums_per_currency(window)).all()
-        reasons = connection.execute(_reasons(window)).all()
+        counts = connection.execute(_counts(window, by)).all()
+        ranked = connection.execute(_ranked_waits(window, by)).all()
+        money = connection.execute(_sums_per_currency(window, by)).all()
+        reasons = connection.execute(_reasons(window, by)).all()
         by_currency = ReferralRow.currency.expression
-        ratios = connection.execute(_ranked(window, _value_ratio(), by_currency)).all()
-        slips = connection.execute(_ranked(window, _close_slip())).all()
+        ratios = connection.execute(_ranked(window, by, _value_ratio(), by_currency)).all()
+        slips = connection.execute(_ranked(window, by, _close_slip())).all()
     stats = {row.partner_id: _rates(row) for row in counts}
     waits: dict[str, dict[int, float]] = {}
     answered: dict[str, int] = {}
@@ -160,13 +167,11 @@ def _counting(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return func.count(case((condition, 1)))
 
 
-def _counts(
-    window: list[ColumnElement[bool]],
-) -> Executable:
+def _counts(window: list[ColumnElement[bool]], by: ColumnElement[str]) -> Executable:
     status = ReferralRow.status
     return (
         select(
-            ReferralRow.partner_id,
+            by,
             func.count().label("referrals"),
             _counting(_wait() <= RECOMMENDED_ANSWER_MS).label("within_24h"),
             _counting(status.in_(ACCEPTED)).label("accepted"),
@@ -178,7 +183,7 @@ def _counts(
             _counting(status == Status.LOST).label("lost"),
         )
         .where(*window)
-        .group_by(ReferralRow.partner_id)
+        .group_by(by)
     )
 
 
@@ -197,9 +202,9 @@ def _rates(row: Any) -> PartnerStats:
     )
 
 
-def _ranked_waits(window: list[ColumnElement[bool]]) -> Executable:
+def _ranked_waits(window: list[ColumnElement[bool]], by: ColumnElement[str]) -> Executable:
     """Each partner's response times at the median's rank(s) and at the p90's rank."""
-    partner = ReferralRow.partner_id
+    partner = by
     ranked = (
         select(
             partner,
@@ -217,7 +222,7 @@ def _ranked_waits(window: list[ColumnElement[bool]]) -> Executable:
     )
 
 
-def _sums_per_currency(window: list[ColumnElement[bool]]) -> Executable:
+def _sums_per_currency(window: list[ColumnElement[bool]], by: ColumnElement[str]) -> Executable:
     """Estimated values of referrals now Negotiating, final values of those Won, summed
     exactly per partner, status and currency."""
     status = ReferralRow.status
@@ -226,29 +231,25 @@ def _sums_per_currency(window: list[ColumnElement[bool]]) -> Executable:
         else_=ReferralRow.estimated_deal_value,
     )
     return (
-        select(
-            ReferralRow.partner_id, status, ReferralRow.currency, exact_sum(value).label("total")
-        )
+        select(by, status, ReferralRow.currency, exact_sum(value).label("total"))
         .where(
             *window,
             status.in_([Status.NEGOTIATING, Status.WON]),
             ReferralRow.currency.is_not(None),
         )
-        .group_by(ReferralRow.partner_id, status, ReferralRow.currency)
+        .group_by(by, status, ReferralRow.currency)
     )
 
 
-def _reasons(window: list[ColumnElement[bool]]) -> Executable:
+def _reasons(window: list[ColumnElement[bool]], by: ColumnElement[str]) -> Executable:
     """Refusals (no_thanks, decline) and losses per partner, action and code; none given
     counts as `unspecified`."""
     code = func.coalesce(TransitionRow.reason_code, UNSPECIFIED).label("code")
     return (
-        select(
-            ReferralRow.partner_id, TransitionRow.cause_name, code, func.count().label("referrals")
-        )
+        select(by, TransitionRow.cause_name, code, func.count().label("referrals"))
         .join(TransitionRow, TransitionRow.workflow_id == ReferralRow.workflow_id)
         .where(*window, TransitionRow.cause_name.in_([str(a) for a in REASONED_ACTIONS]))
-        .group_by(ReferralRow.partner_id, TransitionRow.cause_name, code)
+        .group_by(by, TransitionRow.cause_name, code)
     )
 
 
@@ -278,16 +279,17 @@ def _close_slip() -> tuple[ColumnElement[int], list[ColumnElement[bool]]]:
 
 def _ranked(
     window: list[ColumnElement[bool]],
+    by: ColumnElement[str],
     measure: tuple[ColumnElement[Any], list[ColumnElement[bool]]],
     group: ColumnElement[Any] | None = None,
 ) -> Executable:
     """A measure's values at the median's and the p90's ranks, per partner (and group)."""
     value, conditions = measure
     grouped = (group if group is not None else literal("")).label("grouped")
-    partition = [ReferralRow.partner_id, *([group] if group is not None else [])]
+    partition = [by, *([group] if group is not None else [])]
     ranked = (
         select(
-            ReferralRow.partner_id,
+            by,
             grouped,
             value.label("value"),
             func.row_number().over(partition_by=partition, order_by=value).label("rank"),

@@ -178,6 +178,12 @@ async def round_trips(client: Client, workflow_ids: Sequence[str], sample: int) 
         return round(sum(measure(history) for history in histories) / len(histories), 2)
 
     def counter(kind: EventType.ValueType) -> Callable[[list[HistoryEvent]], float]:
+        if kind == EventType.EVENT_TYPE_MARKER_RECORDED:  # local activities, not patches
+            return lambda history: sum(
+                event.event_type == kind
+                and event.marker_recorded_event_attributes.marker_name == "core_local_activity"
+                for event in history
+            )
         return lambda history: sum(event.event_type == kind for event in history)
 
     return RoundTrips(

@@ -131,14 +131,18 @@ def history(
 def partner_stats_command(
     partner: Annotated[str | None, typer.Option(help="Only this partner.")] = None,
     since: Annotated[str | None, typer.Option(help="Referrals received since (ISO 8601).")] = None,
+    total: Annotated[
+        bool, typer.Option("--total", help="Add the figures over all of them (partner '*').")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """Responsiveness and outcomes per partner (definitions in docs/operations.md)."""
-    stats = partner_stats(
-        open_archive().engine,
-        partner_ids=[checked_id(partner, "partner id")] if partner else None,
-        since=parse_when(since, "--since"),
-    )
+    engine = open_archive().engine
+    partner_ids = [checked_id(partner, "partner id")] if partner else None
+    when = parse_when(since, "--since")
+    stats = partner_stats(engine, partner_ids=partner_ids, since=when)
+    if total and stats:
+        stats += partner_stats(engine, partner_ids=partner_ids, since=when, per_partner=False)
     if as_json:
         print_json([stats_json(s) for s in stats])
         return

@@ -154,6 +154,14 @@ def test_partner_stats_match_the_hand_computed_figures(archive: Archive) -> None
     assert globex["declines_by_reason"] == {"no_capacity": 1}
     assert globex["forecast"]["value_by_currency"] == {}
 
+    *partners, everyone = archive_command(archive, "partner-stats", "--total", "--json")
+    assert partners == list(stats.values())
+    assert (everyone["partner_id"], everyone["referrals"]) == ("*", 6)
+    assert everyone["declines_by_reason"] == {"no_capacity": 1, "unspecified": 1}
+    assert everyone["median_first_response_s"] == pytest.approx(
+        5 * HOUR, abs=5
+    )  # 1, 2, 5, 10, 30 h
+
     only = archive_command(archive, "partner-stats", "--partner", "globex", "--json")
     assert [s["partner_id"] for s in only] == ["globex"]
     later = (archive.received_at + timedelta(minutes=1)).isoformat()

@@ -260,4 +260,4 @@ async def test_summaries_and_details_are_encrypted_and_the_codec_server_reads_th
     ]
     assert labels[0] == f"{rfi.id} -> acme-consulting (emea / Berlin)"
     assert "lead email to the partner" in labels
-    assert any(label.startswith("decide deadline: Expired at ") for label in labels)
+    assert any(label.startswith("last call at ") for label in labels)

@@ -41,11 +41,45 @@ def workflow_id_of(path: Path, history: dict[str, Any]) -> str:
     return scheme(referral["rfi"]["id"], referral["partner_id"])
 
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HISTORIES_DIR = Path(__file__).parent / "histories"
+HISTORIES = sorted(HISTORIES_DIR.glob("*.json"))
+
+
+# Recorded with the last call and reason codes: the guard for runs started since.
+SINCE_LAST_CALLS = {"expired_after_last_call", "declined_as_spam"}
 
 
 def test_every_path_has_a_recorded_history() -> None:
-    assert {h.stem for h in HISTORIES} >= EARLIER_IDS
+    assert {h.stem for h in HISTORIES} >= EARLIER_IDS | SINCE_LAST_CALLS
+
+
+def timers_and_patches(path: Path) -> tuple[list[str], list[str]]:
+    events = recorded(path)["events"]
+    timers = [
+        e["timerStartedEventAttributes"]["startToFireTimeout"]
+        for e in events
+        if e["eventType"] == "EVENT_TYPE_TIMER_STARTED"
+    ]
+    patches = [
+        base64.b64decode(payload["data"]).decode()
+        for e in events
+        if e["eventType"] == "EVENT_TYPE_MARKER_RECORDED"
+        and e["markerRecordedEventAttributes"]["markerName"] == "core_patch"
+        for detail in e["markerRecordedEventAttributes"]["details"].values()
+        for payload in detail["payloads"]
+    ]
+    return timers, patches
+
+
+def test_a_referral_evaluating_before_last_calls_replays_with_no_last_call_timer() -> None:
+    """The old path (recorded before last calls) and the new one side by side: the old run
+    starts its 7-day decide timer at once, the new one the 6-day last call first."""
+    old_timers, old_patches = timers_and_patches(HISTORIES_DIR / "expired.json")
+    new_timers, new_patches = timers_and_patches(HISTORIES_DIR / "expired_after_last_call.json")
+    assert not any("last-call" in p for p in old_patches)
+    assert any("last-call" in p for p in new_patches)
+    assert old_timers[-1].startswith("6048")  # 7 days, in seconds
+    assert "518" in new_timers[-2][:3]  # 6 days (518,400 s), then the rest of the 7th
 
 
 def recorded(path: Path) -> dict[str, Any]:

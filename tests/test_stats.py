@@ -294,5 +294,23 @@ def test_forecast_accuracy_reasons_and_win_rate_match_the_hand_computed_figures(
     assert forecast.median_close_slip_days == 0.5
     assert forecast.p90_close_slip_days == 4
 
+    # Another partner's Won deal: EUR x2.0, on the day. Over all partners (partner_id "*"):
+    other = Referral(make_rfi(received_at=T0.isoformat()), "g")
+    other.start(contact("g"), T0)
+    act(other, "interested", None, T0 + HOURS)
+    terms = {"currency": "EUR", "estimated_close_date": "2026-01-05"}
+    act(other, "accept", {**terms, "estimated_deal_value": "10"}, T0 + 2 * HOURS)
+    act(other, "won", {"final_deal_value": "20"}, T0 + 3 * HOURS)
+    store.record(other.view())
+    [total] = partner_stats(store.engine, per_partner=False)
+    assert (total.partner_id, total.referrals, total.win_rate) == ("*", 13, 7 / 9)
+    assert total.declines_by_reason == stats.declines_by_reason
+    # EUR ratios 0.8, 1.0, 1.2, 1.5, 2.0: median 1.2, p90 at rank 5 of 5
+    eur = total.forecast.value_by_currency["EUR"]
+    assert (eur.referrals, eur.median_ratio, eur.p90_ratio) == (5, 1.2, 2.0)
+    # slips -27, -5, 0, 0, 1, 2, 4: median 0 (rank 4 of 7), p90 at rank 7
+    assert (total.forecast.median_close_slip_days, total.forecast.p90_close_slip_days) == (0, 4)
+    assert [s.partner_id for s in partner_stats(store.engine)] == ["f", "g"]
+
 
 HOURS = timedelta(hours=1)

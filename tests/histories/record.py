@@ -1,4 +1,5 @@
-"""Record the histories that tests/test_replay.py replays: `python -m tests.histories.record`.
+"""Record the histories that tests/test_replay.py replays:
+`python -m tests.histories.record [PATH ...]` (every path without one).
 
 Every path runs once for real, deadlines on the time-skipping server and updates on the dev
 server, and its history is written to tests/histories/<path>.json. Record again only when
@@ -7,6 +8,7 @@ safely" in docs/operations.md).
 """
 
 import asyncio
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +41,8 @@ EXPECTED = {
     "expired": "Expired",
     "refused_signals": "Skipped",
     "updates": "Won",
+    "expired_after_last_call": "Expired",
+    "declined_as_spam": "Declined",
 }
 PATHS: dict[str, list[tuple[str, str, Any, float]]] = {
     "won": [
@@ -55,6 +59,12 @@ PATHS: dict[str, list[tuple[str, str, Any, float]]] = {
     "missed_after_reminder": [],
     "declined": [("signal", "interested", {}, 1), ("signal", "decline", {}, 1)],
     "expired": [("signal", "interested", {}, 5)],
+    # Recorded with the last call and reason codes (the histories above predate them).
+    "expired_after_last_call": [("signal", "interested", {}, 5)],
+    "declined_as_spam": [
+        ("signal", "interested", {}, 1),
+        ("signal", "decline", {"reason_code": "spam_or_abuse"}, 1),
+    ],
     "refused_signals": [
         ("signal", "accept", {}, 1),
         ("signal", "interested", "bare", 0),
@@ -115,14 +125,17 @@ async def record(env: WorkflowEnvironment, names: list[str], sleep: Sleep) -> No
                 print(f"recorded {name}: {await run_path(env, queue, name, sleep)}")
 
 
-async def main() -> None:
+async def main(names: list[str]) -> None:
+    """Record the paths named (all of them without a name)."""
+    names = names or list(PATHS)
     skipping = await start_time_skipping()
     async with skipping:
-        await record(skipping, [n for n in PATHS if n != "updates"], skipping.sleep)
-    local = await start_dev_server()
-    async with local:
-        await record(local, ["updates"], lambda _: asyncio.sleep(0))
+        await record(skipping, [n for n in names if n != "updates"], skipping.sleep)
+    if "updates" in names:
+        local = await start_dev_server()
+        async with local:
+            await record(local, ["updates"], lambda _: asyncio.sleep(0))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))
