@@ -81,7 +81,12 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keeps the connection open between requests
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        length = int(self.headers["Content-Length"])
+        raw = self.rfile.read(length)
+        if len(raw) < length:  # the sender died mid-request: nothing came, as for any server
+            self.close_connection = True
+            return
+        body = raw.decode()
         headers = {k.lower(): v for k, v in self.headers.items()}
         request = Received(headers, body, time.time(), self.client_address[1])
         self.server.closing.wait(self.server.delay_s)
