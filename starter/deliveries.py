@@ -7,6 +7,7 @@ The worker makes sure at start that every endpoint has its run; `webhooks add` a
 
 from datetime import UTC, datetime
 
+from sqlalchemy import Engine
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
@@ -25,11 +26,12 @@ from workflows.delivery_models import (
 )
 
 
-def open_webhooks(settings: Settings) -> WebhookStore:
-    """The endpoints in the archive, their secrets sealed with the codec keys if set
-    (CodecKeyError if the keys are malformed)."""
+def open_webhooks(settings: Settings, engine: Engine | None = None) -> WebhookStore:
+    """The endpoints in the archive (on ``engine`` if one is open already), their secrets
+    sealed with the codec keys if set (CodecKeyError if the keys are malformed)."""
     keys = settings.codec_keys.get_secret_value() if settings.codec_keys else None
-    return WebhookStore(create_archive_engine(settings.database_url), codec_from_keys(keys))
+    engine = engine or create_archive_engine(settings.database_url)
+    return WebhookStore(engine, codec_from_keys(keys))
 
 
 async def wake_delivery(client: Client, endpoint_id: str, task_queue: str) -> str:

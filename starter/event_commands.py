@@ -7,7 +7,7 @@ import typer
 from temporalio.client import Client
 
 from archive.deliveries import BEFORE_ALL, DeliveryReport, DeliveryStore, EventFilter
-from archive.webhooks import Endpoint, UnknownEndpoint
+from archive.webhooks import Endpoint, UnknownEndpoint, WebhookStore
 from starter.console import fail, parse_when, print_json, run
 from starter.deliveries import start_replay
 from starter.settings import Settings
@@ -32,7 +32,7 @@ def list_events(
     """Each event, newest first, with its delivery attempts, last response and next try."""
     webhooks = webhook_store()
     deliveries = DeliveryStore(webhooks.engine)
-    endpoints = [_endpoint(webhooks.endpoints(), endpoint)] if endpoint else webhooks.endpoints()
+    endpoints = [_endpoint(webhooks, endpoint)] if endpoint else webhooks.endpoints()
     reports: list[DeliveryReport] = []
     for e in endpoints:
         start = deliveries.starting_position(e.id) or 0
@@ -62,7 +62,7 @@ def replay(
     in a delivery run of their own beside the endpoint's live one."""
     settings = Settings()
     webhooks = webhook_store(settings)
-    target = _endpoint(webhooks.endpoints(), endpoint)
+    target = _endpoint(webhooks, endpoint)
     if not target.enabled:
         fail(f"endpoint {endpoint} is disabled: enable it first")
     deliveries = DeliveryStore(webhooks.engine)
@@ -82,8 +82,8 @@ def replay(
     run(start)
 
 
-def _endpoint(endpoints: list[Endpoint], endpoint_id: str) -> Endpoint:
-    for endpoint in endpoints:
-        if endpoint.id == endpoint_id:
-            return endpoint
-    fail(str(UnknownEndpoint(endpoint_id)))
+def _endpoint(webhooks: WebhookStore, endpoint_id: str) -> Endpoint:
+    endpoint = webhooks.endpoint(endpoint_id)
+    if endpoint is None:
+        fail(str(UnknownEndpoint(endpoint_id)))
+    return endpoint

@@ -21,9 +21,9 @@ webhooks_app = typer.Typer(help="Endpoints that hear every referral event.", no_
 def webhook_store(settings: Settings | None = None) -> WebhookStore:
     """The endpoints, in the archive migrated to this version; one line if it cannot be."""
     settings = settings or Settings()
-    open_archive(settings, migrate=True)
+    engine = open_archive(settings, migrate=True).engine
     try:
-        return open_webhooks(settings)
+        return open_webhooks(settings, engine)
     except CodecKeyError as error:
         fail(f"REFERRALS_CODEC_KEYS: {error}")
 
