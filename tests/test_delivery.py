@@ -19,7 +19,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from archive.database import create_archive_engine, upgrade
-from archive.deliveries import DeliveryStore
+from archive.deliveries import DeliveryReport, DeliveryStore
 from archive.store import ArchiveStore
 from archive.webhooks import Endpoint, WebhookStore
 from starter.deliveries import start_replay, wake_delivery
@@ -373,7 +373,13 @@ async def test_a_run_continues_as_new_keeping_its_place_and_what_waits(
             progress = await handle.query(WebhookDeliveryWorkflow.progress)
             heard = await delivery.referral([])
             events = await asyncio.to_thread(receiver.wait_for, 1, secret)
-            report = delivery.deliveries.report(endpoint, from_position=0, status="pending")
+
+            def waiting_now() -> list[DeliveryReport]:
+                return delivery.deliveries.report(endpoint, from_position=0, status="pending")
+
+            # The delivered event is recorded with its batch, a moment after it arrived.
+            await until(lambda: len(waiting_now()) == 1)
+            report = waiting_now()
     assert later == [f"{waiting}.0"]
     assert (progress.waiting_events, progress.waiting_referrals) == (1, 1)
     assert progress.cursor == delivery.archive.events(workflow_id=waiting)[0].position
