@@ -59,8 +59,9 @@ def lifecycle_command(
     as_json: AsJson = False,
     plot: Annotated[Path | None, typer.Option(help="Also draw a PNG here (matplotlib).")] = None,
 ) -> None:
-    """interested -> accept -> won: throughput at saturation, latency at 50 % and 90 %
-    (each load in rounds that run both systems back to back; rates are medians)."""
+    """interested -> accept -> won: throughput at saturation, latency at 50 % and 80 % of
+    the referrals' saturation rate (each load in rounds that run both systems back to back;
+    rates are medians)."""
     result = measured(run_throughput(referrals, in_flight, in_memory, rounds, baseline_visibility))
     if plot is not None:
         from bench.plot import plot_loads
@@ -85,7 +86,9 @@ def lifecycle_command(
         f"ratio {result.ratio} (median of rounds {list(result.round_ratios)}); "
         f"at 50 %: action p50 {result.action_p50_ms} ms, "
         f"p99 {result.action_p99_ms} ms ({result.p99_ratio}x the baseline's "
-        f"{result.baseline_action_p99_ms} ms); worker peak RSS "
+        f"{result.baseline_action_p99_ms} ms); at 80 %: p99 {result.action_p99_ms_80} ms "
+        f"({result.p99_ratio_80}x the baseline's {result.baseline_action_p99_ms_80} ms); "
+        f"worker peak RSS "
         f"{result.worker_peak_rss_mb} MB ({result.server}; baseline {result.baseline})"
     )
     for system, cpu in result.cpu_ms_per_lifecycle.items():

@@ -12,7 +12,8 @@ from bench.results import LoadFigures, ThroughputResult
 
 def plot_loads(result: ThroughputResult, path: Path) -> None:
     def offered(load: LoadFigures) -> float:
-        return load.offered_per_s or result.baseline_per_s * 1.25  # saturation: rightmost
+        # Saturation is drawn rightmost, past the faster system's rate.
+        return load.offered_per_s or max(result.baseline_per_s, result.referrals_per_s) * 1.25
 
     figure, (throughput, latency) = plt.subplots(1, 2, figsize=(10, 4))
     for system, style in (("baseline", "o--"), ("referrals", "s-")):

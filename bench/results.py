@@ -89,10 +89,14 @@ class ThroughputResult(Figures):
     # The median of the rounds' ratios: each round runs both systems back to back.
     ratio: float
     round_ratios: tuple[float, ...]
+    # Both systems offered 50 % of the referrals' saturation rate, then 80 %.
     action_p50_ms: float
     action_p99_ms: float
     baseline_action_p99_ms: float
     p99_ratio: float
+    action_p99_ms_80: float
+    baseline_action_p99_ms_80: float
+    p99_ratio_80: float
     loads: tuple[LoadFigures, ...]
     worker_peak_rss_mb: float
     # Per lifecycle at saturation, from the histories: the same start, updates and

@@ -2,8 +2,9 @@
 
 Phase 1, closed loop at saturation: N lifecycles (submit, interested, accept, won, result)
 with a fixed number in flight; throughput is lifecycles per second. Phase 2, open loop:
-arrivals at 50 % and 90 % of the baseline's saturation rate, each action's latency from
-sending its update to the new state coming back (the update returns the status view).
+both systems offered the same arrivals, at 50 % and 80 % of the *referrals'* own saturation
+rate (so that neither queues at 50 %), each action's latency from sending its update to the
+new state coming back (the update returns the status view).
 CPU per lifecycle at saturation, by process (server, worker, the bench's client), shows
 where the difference between the two goes.
 """
@@ -34,6 +35,7 @@ from bench.loops import (
 from bench.results import BySystem, ThroughputResult
 
 THROUGHPUT_QUEUE = "bench-referrals"
+OFFERED_SHARES = (0.5, 0.8)  # of the referrals' saturation rate, offered to both systems
 
 
 async def run_throughput(
@@ -72,9 +74,9 @@ async def run_throughput(
             trips = {
                 load.system: await round_trips(client, load.workflow_ids, 100) for load in loads
             }
-            # Phase 2: open-loop arrivals at shares of the baseline's saturation rate.
-            saturation = loads[0].achieved_per_s
-            for share in (0.5, 0.9):
+            # Phase 2: open-loop arrivals at shares of the referrals' saturation rate.
+            saturation = loads[1].achieved_per_s
+            for share in OFFERED_SHARES:
                 offered = await in_rounds(rounds, offering(share * saturation))
                 rate = round(share * saturation, 2)
                 loads += [merged(system, rate, offered[system]) for system in SYSTEMS]
@@ -84,6 +86,7 @@ async def run_throughput(
         for r, b in zip(saturated["referrals"], saturated["baseline"], strict=True)
     ]
     at_half = {load.system: load for load in loads[2:4]}
+    at_80 = {load.system: load for load in loads[4:6]}
     lifecycles = count * rounds
     cpu = cpu_per_lifecycle(cpu_s_used, lifecycles)
     return ThroughputResult(
@@ -95,7 +98,7 @@ async def run_throughput(
         if baseline_visibility
         else "bare",
         referrals_per_s=round(loads[1].achieved_per_s, 2),
-        baseline_per_s=round(saturation, 2),
+        baseline_per_s=round(loads[0].achieved_per_s, 2),
         ratio=round(statistics.median(round_ratios), 3),
         round_ratios=tuple(round(ratio, 3) for ratio in round_ratios),
         action_p50_ms=round(at_half["referrals"].percentile(50), 1),
@@ -104,6 +107,9 @@ async def run_throughput(
         p99_ratio=round(
             at_half["referrals"].percentile(99) / at_half["baseline"].percentile(99), 2
         ),
+        action_p99_ms_80=round(at_80["referrals"].percentile(99), 1),
+        baseline_action_p99_ms_80=round(at_80["baseline"].percentile(99), 1),
+        p99_ratio_80=round(at_80["referrals"].percentile(99) / at_80["baseline"].percentile(99), 2),
         loads=tuple(load.figures() for load in loads),
         worker_peak_rss_mb=round(worker_rss, 1),
         round_trips_per_lifecycle=BySystem(**trips),

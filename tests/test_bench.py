@@ -86,9 +86,12 @@ LIFECYCLE = {
             "action_p99_ms",
             "baseline_action_p99_ms",
             "p99_ratio",
+            "action_p99_ms_80",
+            "baseline_action_p99_ms_80",
+            "p99_ratio_80",
         ]
     ),
-    "loads": [LOAD] * 6,  # saturation, 50 % and 90 %, each for both systems
+    "loads": [LOAD] * 6,  # saturation, 50 % and 80 % of the referrals', each for both systems
     "worker_peak_rss_mb": None,
     "round_trips_per_lifecycle": {"baseline": TRIPS, "referrals": TRIPS},
     "cpu_ms_per_lifecycle": {"baseline": CPU, "referrals": CPU},
@@ -151,13 +154,17 @@ def test_lifecycle_reports_both_systems_at_every_load(tmp_path: Path) -> None:
     assert result["p99_ratio"] == pytest.approx(
         result["action_p99_ms"] / result["baseline_action_p99_ms"], rel=0.01
     )
+    assert result["p99_ratio_80"] == pytest.approx(
+        result["action_p99_ms_80"] / result["baseline_action_p99_ms_80"], rel=0.01
+    )
     systems = [load["system"] for load in result["loads"]]
     assert systems == ["baseline", "referrals"] * 3
     for load in result["loads"]:
         assert load["achieved_per_s"] > 0
         assert 0 < load["action_p50_ms"] <= load["action_p99_ms"]
     offered = [load["offered_per_s"] for load in result["loads"]]
-    half, most = (share * result["baseline_per_s"] for share in (0.5, 0.9))
+    # Both systems are offered shares of the referrals' own saturation rate.
+    half, most = (share * result["referrals_per_s"] for share in (0.5, 0.8))
     assert offered[:2] == [None, None]  # the closed loop, at saturation
     assert offered[2:] == pytest.approx([half, half, most, most], abs=0.02)
     saturated = [load["achieved_per_s"] for load in result["loads"][:2]]
