@@ -140,15 +140,18 @@ async def test_two_workers_share_a_queue_and_one_stopped_mid_run_loses_nothing(
 
 
 async def both_polling(client: Client, queue: str, identities: set[str]) -> None:
-    """Wait until each identity polls ``queue`` for workflow tasks and for activities."""
+    """Wait until each identity has been seen polling ``queue``, for either kind of task.
+    The server describes one partition of a task queue (of the dev server's four): a poller
+    waiting on another shows only when its poll moves, so every sighting counts."""
     kinds = [TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY]
-    polling: list[set[str]] = []
-    for _ in range(300):
-        polling = [await pollers(client, queue, kind) for kind in kinds]
-        if all(identities <= found for found in polling):
+    seen: set[str] = set()
+    for _ in range(600):
+        for kind in kinds:
+            seen |= await pollers(client, queue, kind)
+        if identities <= seen:
             return
         await asyncio.sleep(0.1)
-    pytest.fail(f"{identities} not all polling {queue} in 30 s: {polling}")
+    pytest.fail(f"{identities - seen} not seen polling {queue} in 60 s (seen: {seen})")
 
 
 async def pollers(client: Client, queue: str, kind: TaskQueueType.ValueType) -> set[str]:
