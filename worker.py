@@ -28,6 +28,7 @@ from archive.store import ArchiveStore
 from starter.client import connect, worker_client
 from starter.codec import CodecKeyError
 from starter.deliveries import open_webhooks, start_deliveries
+from starter.runner import workflow_runner
 from starter.settings import Settings
 from workflows.delivery import WebhookDeliveryWorkflow
 from workflows.delivery_models import webhook_task_queue
@@ -67,8 +68,9 @@ def build_worker(
     directory = directory or DirectoryFile(settings.partner_directory)
     directory.load()  # a missing or malformed directory stops the worker at start
     archive = ArchiveStore(create_archive_engine(settings.database_url))
+    tolerant = worker_client(client)
     return Worker(
-        worker_client(client),
+        tolerant,
         task_queue=task_queue or settings.task_queue,
         workflows=[ReferralWorkflow],
         activities=[
@@ -82,7 +84,7 @@ def build_worker(
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
         max_cached_workflows=settings.max_cached_workflows,
-        workflow_runner=SANDBOX,
+        workflow_runner=workflow_runner(tolerant.data_converter, SANDBOX),
         graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_s),
     )
 
@@ -107,14 +109,15 @@ def build_delivery_worker(
         pump_for=pump_for,
         allow_private=settings.webhooks_allow_private,
     )
+    tolerant = worker_client(client)
     return Worker(
-        worker_client(client),
+        tolerant,
         task_queue=webhook_task_queue(task_queue or settings.task_queue),
         workflows=[WebhookDeliveryWorkflow],
         activities=[activities.pump_events, activities.send_lane],
         activity_executor=executor,
         max_concurrent_activities=settings.webhook_senders,
-        workflow_runner=SANDBOX,
+        workflow_runner=workflow_runner(tolerant.data_converter, SANDBOX),
         graceful_shutdown_timeout=timedelta(seconds=settings.shutdown_grace_s),
     )
 
