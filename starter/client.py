@@ -2,10 +2,12 @@
 
 import asyncio
 import dataclasses
+import functools
 import subprocess
 import time
 from typing import Any
 
+from temporalio import workflow
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
@@ -36,9 +38,24 @@ class UndecryptablePayloadConverter(EncodingPayloadConverter):
 
 
 class ReferralPayloadConverter(PydanticPayloadConverter):
+    """Pydantic JSON, and the worker codec's marker for what it could not decrypt.
+
+    The SDK builds a data converter, and so one of these, twice for every workflow task
+    (to encode and decode its payloads, which it never converts with it): outside the
+    sandbox they share one set of converters, built once, with one cache of pydantic type
+    adapters. Each workflow run builds its own inside its sandbox, as the SDK's does."""
+
     def __init__(self) -> None:
-        super().__init__()
-        self._set_converters(*self.converters.values(), UndecryptablePayloadConverter())
+        if workflow.unsafe.in_sandbox():
+            super().__init__()
+            self._set_converters(*self.converters.values(), UndecryptablePayloadConverter())
+        else:
+            self._set_converters(*_shared_converters())
+
+
+@functools.cache
+def _shared_converters() -> tuple[EncodingPayloadConverter, ...]:
+    return (*PydanticPayloadConverter().converters.values(), UndecryptablePayloadConverter())
 
 
 def data_converter(settings: Settings) -> DataConverter:
