@@ -14,7 +14,8 @@ import pytest
 
 from activities.rendering import EmailRenderer, RenderedEmail
 from tests.factories import ACME_BERLIN, DISTINCTIVE_CUSTOMER, DISTINCTIVE_TRACES, make_rfi
-from workflows.models import EmailKind, EmailRequest, Rfi, Status
+from workflows.lifecycle import CUSTOMER_SHOWN
+from workflows.models import EmailKind, EmailRequest, EmailRfi, Rfi, Status
 
 SENDER = "Referrals <r@example.com>"
 DUE_AT = datetime(2026, 11, 28, 9, 30, tzinfo=UTC)
@@ -58,7 +59,7 @@ def make_request(
         kind=kind,
         to=str(rfi.customer.email) if to_customer else str(PARTNER.contact_email),
         status=status or default_status,
-        rfi=rfi,
+        rfi=EmailRfi.of(rfi, with_customer=kind in CUSTOMER_SHOWN),
         partner=PARTNER,
         due_at=None if to_customer else DUE_AT,
     )

@@ -114,7 +114,14 @@ def test_start_sends_the_lead_to_the_partner() -> None:
     assert lead.status is Status.NEW
     assert lead.due_at == RESPOND_DUE
     assert lead.partner == ACME_BERLIN
-    assert lead.rfi == rfi
+    # The lead shows the overview alone: the partner has not said interested.
+    assert lead.rfi.model_dump() == {
+        "region": rfi.region,
+        "location": rfi.location,
+        "need": rfi.need,
+        "company_size": rfi.company_size,
+        "customer": None,
+    }
     assert [(e.id, e.kind, e.to, e.outcome) for e in referral.view().emails] == [
         (lead.id, EmailKind.LEAD, PARTNER_EMAIL, EmailOutcome.PENDING)
     ]

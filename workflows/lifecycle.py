@@ -38,6 +38,7 @@ from workflows.models import (
     EmailOutcome,
     EmailRecord,
     EmailRequest,
+    EmailRfi,
     Overview,
     PartnerContact,
     ReasonPayload,
@@ -76,6 +77,9 @@ ON_ENTERING: Mapping[Status, EmailKind] = {
 }
 
 CUSTOMER = "customer"  # how the view names the customer as an email's recipient
+# The emails that show the customer's contact: the partner said interested, or the
+# customer is the recipient. The others get the overview alone.
+CUSTOMER_SHOWN = frozenset({EmailKind.DETAILS, EmailKind.REROUTE})
 MAX_CLOSE_YEARS = 10  # a forecast further ahead is a typo, not a deal
 MAX_REJECTED = 100  # keeps the view and the result far below Temporal's payload limit
 REROUTE_STATUSES = frozenset(s for s, kind in ON_ENTERING.items() if kind is EmailKind.REROUTE)
@@ -391,7 +395,7 @@ class Referral:
             kind=kind,
             to=to,
             status=self.status,
-            rfi=self.rfi,
+            rfi=EmailRfi.of(self.rfi, with_customer=kind in CUSTOMER_SHOWN),
             partner=self._contact,
             due_at=due_at,
         )

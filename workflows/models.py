@@ -342,6 +342,31 @@ class PartnerContact(WireModel):
     location: Text | None = None
 
 
+class EmailRfi(WireModel):
+    """What an email shows of its RFI: the overview, and the customer's contact only in the
+    emails that may carry it (the details, once the partner is interested, and the
+    customer's own reroute). Requests recorded before carried the whole RFI: what they hold
+    besides is ignored, so that their retries and the runs that inherit them still send."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    region: Id
+    location: Text | None = None
+    need: LongText
+    company_size: Text
+    customer: Customer | None = None
+
+    @classmethod
+    def of(cls, rfi: Rfi, *, with_customer: bool) -> "EmailRfi":
+        return cls(
+            region=rfi.region,
+            location=rfi.location,
+            need=rfi.need,
+            company_size=rfi.company_size,
+            customer=rfi.customer if with_customer else None,
+        )
+
+
 class EmailRequest(WireModel):
     """One email the lifecycle asked for; ``id`` is stable across retries and replays."""
 
@@ -349,7 +374,7 @@ class EmailRequest(WireModel):
     kind: EmailKind
     to: str
     status: Status
-    rfi: Rfi
+    rfi: EmailRfi
     partner: PartnerContact
     due_at: UtcDatetime | None = None
     # Reroutes only: other partners to suggest, best first; None when they are unknown.
