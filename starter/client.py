@@ -12,6 +12,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
 from temporalio.converter import (
+    CompositePayloadConverter,
     DataConverter,
     DefaultFailureConverterWithEncodedAttributes,
     EncodingPayloadConverter,
@@ -50,7 +51,7 @@ class ReferralPayloadConverter(PydanticPayloadConverter):
             super().__init__()
             self._set_converters(*self.converters.values(), UndecryptablePayloadConverter())
         else:
-            self._set_converters(*_shared_converters())
+            CompositePayloadConverter.__init__(self, *_shared_converters())
 
 
 @functools.cache
