@@ -358,7 +358,9 @@ class EmailRfi(WireModel):
 
     @classmethod
     def of(cls, rfi: Rfi, *, with_customer: bool) -> "EmailRfi":
-        return cls(
+        """Taken from an RFI the referral accepted, as it stands: not validated again, so
+        that one accepted under earlier rules still makes its emails in the workflow."""
+        return cls.model_construct(
             region=rfi.region,
             location=rfi.location,
             need=rfi.need,
