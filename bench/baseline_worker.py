@@ -1,10 +1,10 @@
 """`python -m bench.baseline_worker [MAX_CACHED_WORKFLOWS]`: the worker of both baselines.
 
-Apart from the workflows, so that the sandbox imports each bare workflow as it imports the
-referral's: from a module that holds the workflow alone, with bytecode (the package compiled
-here, as `worker.py` compiles the workflow package). Not from the source of a `__main__`
-script with both workflows, a dataclass and an activity, compiled and run again for every
-workflow: 3-4 ms of the bare worker's CPU a workflow that Temporal itself does not need.
+Apart from the workflows, so that the sandbox imports each bare workflow as the SDK imports
+any workflow module: from a module that holds the workflow alone, with bytecode (the package
+compiled here). Not from the source of a `__main__` script with both workflows, a dataclass
+and an activity, compiled and run again for every workflow: 3-4 ms of the bare worker's CPU
+a workflow that Temporal itself does not need.
 
 Its client is the referral worker's (`starter.client.connect` from the same environment,
 then `worker_client`): the same data converter, and the same encryption when

@@ -1,4 +1,5 @@
-"""The worker's workflow runner: Temporal's sandbox, spared lookups whose answer it knows.
+"""The worker's workflow runner: Temporal's sandbox, spared lookups whose answer it knows
+(and its workflow modules' code loaded once: `starter.shared_code`).
 
 Before it encodes or decodes a workflow task's payloads, the SDK asks the workflow instance
 which serialization context each payload belongs to (the workflow, or one of its
@@ -26,6 +27,8 @@ from temporalio.converter import (
 )
 from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails, WorkflowRunner
 
+from starter.shared_code import SharedCodeRunner
+
 NO_STORE = StorageDriverStoreContext(target=None)
 
 
@@ -37,8 +40,9 @@ def takes_context(converter: DataConverter) -> bool:
 
 
 def workflow_runner(converter: DataConverter, sandbox: WorkflowRunner) -> WorkflowRunner:
-    """`sandbox`, spared its context lookups when `converter` takes no context."""
-    return sandbox if takes_context(converter) else ContextFreeRunner(sandbox)
+    """`sandbox`, its workflow modules' code loaded once, and spared its context lookups
+    when `converter` takes no context."""
+    return SharedCodeRunner(sandbox if takes_context(converter) else ContextFreeRunner(sandbox))
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,8 @@
 import asyncio
 import email
 import email.policy
-import importlib.util
 import json
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -26,7 +24,6 @@ from starter.processes import running, stop
 from starter.referrals import submit
 from tests.factories import ROOT, act, make_rfi, rfi_data
 from tests.servers import WORKER_COMMAND, run_referrals, worker_environment
-from worker import compile_workflows
 from workflows import REGION_KEY, RESPOND_BY_KEY, STATUS_KEY
 from workflows.lifecycle import Referral
 from workflows.models import PartnerContact
@@ -368,20 +365,6 @@ def test_the_worker_serves_sdk_and_referral_metrics(
     assert 'cause="action"' in transitions[0]
     assert 'from="New"' in transitions[0]
     assert 'reason="no_capacity"' in transitions[0]
-
-
-def test_the_worker_gives_the_sandbox_bytecode_of_the_workflow_module(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The sandbox imports workflows/referral.py for every new referral: from bytecode, even
-    where PYTHONDONTWRITEBYTECODE is set (as on this project's machines and in its image)."""
-    monkeypatch.setattr(sys, "dont_write_bytecode", True)
-    source = ROOT / "workflows" / "referral.py"
-    cached = Path(importlib.util.cache_from_source(str(source)))
-    cached.unlink(missing_ok=True)
-    compile_workflows()
-    header = cached.read_bytes()[:16]
-    assert int.from_bytes(header[12:16], "little") == source.stat().st_size  # current
 
 
 def test_worker_stops_gracefully_on_sigterm(worker_process: subprocess.Popen[bytes]) -> None:
