@@ -9,6 +9,8 @@ one run (51,200 events, 50 MB, 10,000 signals) the run continues as new, handing
 next one its whole state, its unsent emails and its place in the archive.
 """
 
+from __future__ import annotations
+
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
@@ -16,51 +18,31 @@ from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy
-from temporalio.exceptions import (
-    ActivityError,
-    ApplicationError,
-    CancelledError,
-)
-from temporalio.exceptions import TimeoutError as ActivityTimeout
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
 
+# Pure code and the workflow code of the run's background tasks, loaded once for all runs.
 with workflow.unsafe.imports_passed_through():
-    from activities.archive import ArchiveActivities
-    from activities.directory import PARTNER_NOT_FOUND, REGION_NOT_SERVED, DirectoryActivities
-    from activities.email import EmailActivities
-    from activities.mailers import OUTCOME_UNKNOWN, REJECTED
-    from activities.suggestions import SuggestionActivities
     from workflows import WORKFLOW_TYPE
+    from workflows.archiving import keep_archived
     from workflows.bookkeeping import Bookkeeping
+    from workflows.emailing import EMAIL_BUDGET, send_email
     from workflows.lifecycle import ActionRejected, Referral, transition_labels
-    from workflows.metadata import (
-        EMAIL_LABELS,
-        LOOKUP_LABEL,
-        STARTING_LABEL,
-        SUGGESTIONS_LABEL,
-        archive_label,
-        current_details,
-        email_pause_label,
-        wakeup_label,
-    )
+    from workflows.metadata import STARTING_LABEL, current_details, wakeup_label
     from workflows.models import (
         Action,
         ActionPayload,
-        ContactLookup,
         Continuation,
-        EmailKind,
-        EmailOutcome,
         EmailRequest,
-        PartnerContact,
         PendingEmail,
         QueuedAction,
         ReferralInput,
         Status,
         StatusView,
-        SuggestionRequest,
         legacy_referral_workflow_id,
         referral_workflow_id,
     )
+    from workflows.partner_lookup import look_up_partner
     from workflows.payloads import (
         InvalidAction,
         decode_action_argument,
@@ -79,32 +61,6 @@ MAX_BYTES_PER_RUN = 4 * 1024 * 1024
 MAX_MESSAGES_PER_RUN = 1_000  # signals and updates handled
 LAST_CALL_PATCH = "last-call"
 MAX_QUEUED_ACTIONS = 10  # signals kept while the referral starts; New takes at most 3 in a row
-
-NOT_SERVED = [PARTNER_NOT_FOUND, REGION_NOT_SERVED]
-# The directory is read once in the first workflow task; if that fails, the server retries
-# a regular activity (no history event per try) until the respond deadline.
-QUICK_LOOKUP_RETRY = RetryPolicy(maximum_attempts=1)
-LOOKUP_RETRY = RetryPolicy(
-    maximum_interval=timedelta(minutes=5), non_retryable_error_types=NOT_SERVED
-)
-# The archive must never lose a referral: retry until the database is back (the activity
-# counts and logs every failure past the third).
-ARCHIVE_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
-ARCHIVE_ROUND = timedelta(days=1)  # then a new activity: no timeout that outlives the run
-# Suggestions are a courtesy: a few tries, then the reroute goes out without them.
-SUGGESTIONS_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1), maximum_attempts=5)
-EMAIL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(minutes=5),
-    non_retryable_error_types=[REJECTED, OUTCOME_UNKNOWN],
-)
-EMAIL_BUDGET = timedelta(hours=24)  # from the first attempt, across runs
-# An attempt whose answer never came may have been accepted: try again only after a long
-# pause, and never more than this many times in all, so that at most this many copies exist.
-MAX_UNKNOWN_OUTCOMES = 3
-UNKNOWN_OUTCOME_PAUSE = timedelta(hours=1)
-ACTIVITY_TIMEOUT = timedelta(seconds=30)
-WAIT = workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -150,14 +106,14 @@ class ReferralWorkflow:
             self._check_start()
         self._publish()
         if not referral.started:
-            lookup = asyncio.create_task(self._look_up_partner())
+            lookup = asyncio.create_task(look_up_partner(referral))
             if not await self._wait(lookup.done):
                 lookup.cancel()
                 await asyncio.gather(lookup, return_exceptions=True)
                 await self._continue_as_new()
             self._apply(referral.start(lookup.result(), workflow.now()))
             self._take_queued_actions()
-        self._tasks.append(asyncio.create_task(self._keep_archived()))
+        self._tasks.append(asyncio.create_task(keep_archived(referral, self._books)))
         self._books.sending = True
         for email_id in list(self._books.pending):
             self._launch(email_id)
@@ -249,52 +205,6 @@ class ReferralWorkflow:
             raise ApplicationError(
                 f"received_at {rfi.received_at.isoformat()} is in the future", type="InvalidInput"
             )
-
-    async def _look_up_partner(self) -> PartnerContact:
-        referral = self.referral
-        lookup = ContactLookup(
-            partner_id=referral.partner_id,
-            region=referral.rfi.region,
-            location=referral.rfi.location,
-        )
-        deadline = referral.deadline
-        left = (deadline.due_at - workflow.now()) if deadline else timedelta(0)
-        try:
-            try:
-                return await workflow.execute_local_activity_method(
-                    DirectoryActivities.look_up_contact,
-                    lookup,
-                    summary=LOOKUP_LABEL,
-                    start_to_close_timeout=timedelta(seconds=5),
-                    retry_policy=QUICK_LOOKUP_RETRY,
-                )
-            # A local activity's failure may come unwrapped, as the activity raised it.
-            except (ActivityError, ApplicationError) as error:
-                if _error_type(error) in NOT_SERVED:
-                    raise
-                workflow.logger.warning(
-                    "Partner directory unavailable, retrying until the respond deadline: %s",
-                    _cause(error),
-                )
-            return await workflow.execute_activity_method(
-                DirectoryActivities.look_up_contact,
-                lookup,
-                summary=LOOKUP_LABEL,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                schedule_to_close_timeout=max(left, timedelta(minutes=10)),
-                retry_policy=LOOKUP_RETRY,
-            )
-        except (ActivityError, ApplicationError) as error:
-            cause = _cause(error)
-            if isinstance(cause, ApplicationError) and cause.type in NOT_SERVED:
-                kind, message = cause.type, cause.message
-            else:
-                kind, message = "LookupFailed", f"the partner directory did not answer: {cause}"
-            raise ApplicationError(
-                f"Referral {referral.workflow_id} cannot start: {message}",
-                type=kind,
-                non_retryable=True,
-            ) from error
 
     def _queue(self, name: str, argument: Any, now: datetime) -> None:
         """Keep a signal until the referral has started, in order: a backend may send
@@ -403,7 +313,8 @@ class ReferralWorkflow:
 
     def _launch(self, email_id: str) -> None:
         if self._books.sending and not self._books.draining:
-            self._tasks.append(asyncio.create_task(self._send(email_id)))
+            send = send_email(self.referral, self._books, email_id)
+            self._tasks.append(asyncio.create_task(send))
 
     def _publish(self) -> None:
         """Keep the search attributes current for operators, upserting only what changed,
@@ -420,151 +331,6 @@ class ReferralWorkflow:
     def _show(self) -> None:
         """What the UI and the metadata query show of the referral now."""
         workflow.set_current_details(current_details(self.referral))
-
-    async def _keep_archived(self) -> None:
-        """Record the referral when it starts and after each transition, one write at a time."""
-        referral, books = self.referral, self._books
-        while not (referral.closed and books.archived == len(referral.transitions)):
-            await workflow.wait_condition(
-                lambda: (
-                    books.draining or referral.closed or books.archived != len(referral.transitions)
-                )
-            )
-            count = len(referral.transitions)
-            # Checked after every wait: a write that finished after the cancellation was
-            # asked for comes back normally, and the task must still end.
-            if books.draining:
-                return  # continuing as new: the next run writes what is left
-            if count != books.archived:
-                try:
-                    await workflow.execute_activity_method(
-                        ArchiveActivities.record_referral,
-                        referral.view(),
-                        summary=archive_label(count),
-                        start_to_close_timeout=ACTIVITY_TIMEOUT,
-                        schedule_to_close_timeout=ARCHIVE_ROUND,
-                        retry_policy=ARCHIVE_RETRY,
-                        cancellation_type=WAIT,
-                    )
-                except ActivityError as error:
-                    if isinstance(error.cause, CancelledError):
-                        return
-                    if not isinstance(error.cause, ActivityTimeout):
-                        raise
-                    workflow.logger.error("Archive write not done in a day; trying on")
-                    continue  # the archive must never lose a referral
-                books.archived = count
-
-    # --- Emails -------------------------------------------------------------------------
-
-    async def _send(self, email_id: str) -> None:
-        try:
-            await self._deliver(email_id)
-        except asyncio.CancelledError:
-            if not self._books.draining:
-                raise  # otherwise left pending, for the next run
-
-    async def _deliver(self, email_id: str) -> None:
-        """Send until sent, refused, out of budget, or unknown too often."""
-        while not self._books.draining:
-            pending = self._books.pending[email_id]
-            email = pending.request
-            if email.kind is EmailKind.REROUTE and not pending.suggestions_asked:
-                alternatives = await self._alternatives()
-                if self._books.draining:
-                    return
-                email = email.model_copy(update={"alternatives": alternatives})
-                pending = pending.model_copy(update={"request": email, "suggestions_asked": True})
-                self._books.pending[email_id] = pending
-            if pending.next_attempt_at is not None and pending.next_attempt_at > workflow.now():
-                await workflow.sleep(
-                    pending.next_attempt_at - workflow.now(), summary=email_pause_label(email.kind)
-                )
-            left = pending.give_up_at - workflow.now()
-            if left <= timedelta(0):
-                self._settle(email_id, EmailOutcome.FAILED, "not sent within 24 hours")
-                return
-            try:
-                await workflow.execute_activity_method(
-                    EmailActivities.send_email,
-                    email,
-                    summary=EMAIL_LABELS[email.kind],
-                    start_to_close_timeout=ACTIVITY_TIMEOUT,
-                    schedule_to_close_timeout=left,
-                    retry_policy=EMAIL_RETRY,
-                    cancellation_type=WAIT,
-                )
-            except ActivityError as error:
-                kind = _error_type(error)
-                final = kind in (REJECTED, OUTCOME_UNKNOWN)
-                if isinstance(error.cause, CancelledError) or (self._books.draining and not final):
-                    return  # continuing as new: the next run sends it, within its budget
-                if kind != OUTCOME_UNKNOWN:
-                    self._settle(email_id, EmailOutcome.FAILED, _message(error))
-                    return
-                unknown = pending.unknown_outcomes + 1
-                if unknown >= MAX_UNKNOWN_OUTCOMES:
-                    self._settle(
-                        email_id,
-                        EmailOutcome.FAILED,
-                        f"no answer from the provider to {unknown} attempts: it may have "
-                        f"accepted up to {unknown} copies",
-                    )
-                    return
-                self._books.pending[email_id] = pending.model_copy(
-                    update={
-                        "unknown_outcomes": unknown,
-                        "next_attempt_at": workflow.now() + UNKNOWN_OUTCOME_PAUSE,
-                    }
-                )
-            else:
-                self._settle(email_id, EmailOutcome.SENT)
-                return
-
-    def _settle(self, email_id: str, outcome: EmailOutcome, error: str | None = None) -> None:
-        if error is not None:
-            workflow.logger.warning("Email %s failed: %s", email_id, error)
-        self.referral.record_email(email_id, outcome, error)
-        del self._books.pending[email_id]
-        self._show()
-
-    async def _alternatives(self) -> list[str] | None:
-        """Partners to suggest to the customer; None if they cannot be known in time."""
-        rfi = self.referral.rfi
-        request = SuggestionRequest(
-            rfi_id=rfi.id,
-            partner_id=self.referral.partner_id,
-            region=rfi.region,
-            location=rfi.location,
-        )
-        try:
-            return await workflow.execute_activity_method(
-                SuggestionActivities.suggest_partners,
-                request,
-                summary=SUGGESTIONS_LABEL,
-                start_to_close_timeout=ACTIVITY_TIMEOUT,
-                schedule_to_close_timeout=timedelta(minutes=10),
-                retry_policy=SUGGESTIONS_RETRY,
-                cancellation_type=WAIT,
-            )
-        except ActivityError as error:
-            if not isinstance(error.cause, CancelledError):
-                workflow.logger.warning("No partner suggestions for the customer: %s", error.cause)
-            return None
-
-
-def _cause(error: Exception) -> BaseException | None:
-    return error.cause if isinstance(error, ActivityError) else error
-
-
-def _error_type(error: Exception) -> str | None:
-    cause = _cause(error)
-    return cause.type if isinstance(cause, ApplicationError) else None
-
-
-def _message(error: ActivityError) -> str:
-    cause = error.cause
-    return cause.message if isinstance(cause, ApplicationError) else str(error)
 
 
 def _as_application_error(rejected: ActionRejected) -> ApplicationError:
