@@ -22,14 +22,15 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    EmailStr,
     Field,
     PlainSerializer,
     SerializerFunctionWrapHandler,
     StringConstraints,
+    WithJsonSchema,
     model_serializer,
     model_validator,
 )
+from pydantic.networks import validate_email as pydantic_validate_email
 from pydantic_core import PydanticCustomError
 from pydantic_extra_types.currency_code import ISO4217
 
@@ -134,9 +135,12 @@ def _no_controls(forbidden: re.Pattern[str]) -> Any:
 
 
 @functools.lru_cache(maxsize=4096)  # the same addresses come back in every activity input
-def _ascii_email(value: str) -> str:
-    """The address as it is sent: an internationalized domain in its ASCII (IDNA) form."""
-    ascii_email = validate_email(value, check_deliverability=False).ascii_email
+def _email(value: str) -> str:
+    """The address as it is sent: checked and normalized as pydantic's `EmailStr` does, with
+    an internationalized domain in its ASCII (IDNA) form. Cached whole, so that an address
+    the referral carries is checked once, not again in every payload that holds it."""
+    normalized = pydantic_validate_email(value)[1]
+    ascii_email = validate_email(normalized, check_deliverability=False).ascii_email
     if ascii_email is None:  # few mail servers take a non-ASCII local part (SMTPUTF8)
         raise PydanticCustomError(
             "email_ascii",
@@ -158,7 +162,12 @@ LongText = Annotated[
     _no_controls(CONTROLS_BUT_LINES),
     StringConstraints(strip_whitespace=True, min_length=1, max_length=4000),
 ]
-Email = Annotated[EmailStr, _no_controls(CONTROLS), AfterValidator(_ascii_email)]
+Email = Annotated[
+    str,
+    _no_controls(CONTROLS),
+    AfterValidator(_email),
+    WithJsonSchema({"type": "string", "format": "email"}),
+]
 # Written as plain decimal text ("25000", never "2.5E+4") in the status view's JSON.
 ExactAmount = Annotated[
     Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")
