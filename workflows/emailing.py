@@ -23,7 +23,7 @@ from workflows.models import EmailKind, EmailOutcome, SuggestionRequest
 EMAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(minutes=5),
-    non_retryable_error_types=[REJECTED, OUTCOME_UNKNOWN],
+    non_retryable_error_types=(REJECTED, OUTCOME_UNKNOWN),
 )
 EMAIL_BUDGET = timedelta(hours=24)  # from the first attempt, across runs
 # An attempt whose answer never came may have been accepted: try again only after a long

@@ -15,7 +15,7 @@ from workflows.lifecycle import Referral
 from workflows.metadata import LOOKUP_LABEL
 from workflows.models import ContactLookup, PartnerContact
 
-NOT_SERVED = [PARTNER_NOT_FOUND, REGION_NOT_SERVED]
+NOT_SERVED = (PARTNER_NOT_FOUND, REGION_NOT_SERVED)  # shared by all runs: immutable
 # The directory is read once in the first workflow task; if that fails, the server retries
 # a regular activity (no history event per try) until the respond deadline.
 QUICK_LOOKUP_RETRY = RetryPolicy(maximum_attempts=1)
