@@ -14,7 +14,7 @@ COPY archive ./archive
 COPY starter ./starter
 COPY worker.py ./
 # Bytecode for the sources the worker runs from, since this image writes none at run time:
-# a faster start (the workflow modules' code is then loaded once per worker).
+# a faster start, without compiling them in the running worker.
 RUN pip install . \
  && python -m compileall -q workflows activities archive starter worker.py \
  && useradd --create-home --uid 10001 referrals \
