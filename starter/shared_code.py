@@ -75,12 +75,7 @@ class SharedCodeFinder(importlib.abc.MetaPathFinder):
         return spec
 
 
-SHARED_CODE = SharedCodeFinder()
-
-
-def share_code(module: str) -> None:
-    """Load the code of `module` (and of its packages) once, from now on."""
-    SHARED_CODE.share(module)
+SHARED_CODE = SharedCodeFinder()  # one per process: the import machinery is
 
 
 @dataclass(frozen=True)
@@ -91,7 +86,7 @@ class SharedCodeRunner(WorkflowRunner):
 
     def prepare_workflow(self, defn: workflow._Definition) -> None:
         if defn.cls.__module__ != "__main__":  # the sandbox loads __main__ its own way
-            share_code(defn.cls.__module__)
+            SHARED_CODE.share(defn.cls.__module__)
         self.inner.prepare_workflow(defn)
 
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
