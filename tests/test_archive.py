@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, Engine, event, func, select
 from sqlalchemy.orm import Session
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.archive import ALARM_AFTER_ATTEMPTS, ArchiveActivities
@@ -29,6 +31,7 @@ from tests.servers import (
     start_referral,
 )
 from workflows.lifecycle import Referral
+from workflows.metadata import COALESCING_LABEL
 from workflows.models import Status
 from workflows.referral import ReferralWorkflow
 
@@ -104,6 +107,37 @@ async def drive(handle: ReferralHandle, env: WorkflowEnvironment, path: str) -> 
     }
     for action, payload in steps[path]:
         await handle.signal(action, payload)
+
+
+async def archived_as(engine: Engine, workflow_id: str, status: Status) -> None:
+    """Wait (real time, up to 10 s) until the archive shows the referral in ``status``."""
+    for _ in range(500):
+        if archived_status(engine, workflow_id) == status:
+            return
+        await asyncio.sleep(0.02)
+    pytest.fail(f"{workflow_id} not archived as {status} in 10 s")
+
+
+async def summary(client: Client, event: HistoryEvent) -> str:
+    [text] = await client.data_converter.decode([event.user_metadata.summary], [str])
+    return str(text)
+
+
+async def archive_writes(client: Client, handle: ReferralHandle) -> list[str]:
+    """The labels of the run's archive writes, in order."""
+    history = await handle.fetch_history()
+    return [
+        await summary(client, e)
+        for e in history.events
+        if e.activity_task_scheduled_event_attributes.activity_type.name == "record_referral"
+    ]
+
+
+async def coalescing_timers(client: Client, handle: ReferralHandle) -> int:
+    """How many of the run's timers held an archive write for a burst."""
+    history = await handle.fetch_history()
+    timers = [e for e in history.events if e.HasField("timer_started_event_attributes")]
+    return [await summary(client, e) for e in timers].count(COALESCING_LABEL)
 
 
 @pytest.mark.parametrize("path", ["Won", "Lost", "Skipped", "Missed", "Declined", "Expired"])
@@ -201,6 +235,59 @@ async def test_retries_and_replays_write_nothing_twice(
     assert retried.run(activities.record_referral, older) == 0
     assert counts(engine) == before
     assert archived_status(engine, handle.id) == Status.DECLINED
+
+
+async def test_a_burst_of_transitions_shares_one_write(
+    an_hour_old_referral: tuple[ReferralHandle, Engine], time_skipping_env: WorkflowEnvironment
+) -> None:
+    """A backend reporting acceptance and the win at once: the accept, a moment after the
+    last write, waits for the won, which closes the referral and is written at once."""
+    handle, engine = an_hour_old_referral
+    close = str((await time_skipping_env.get_current_time()).date() + timedelta(days=30))
+    await handle.execute_update("interested", {})
+    await archived_as(engine, handle.id, Status.EVALUATING)
+    await handle.execute_update(
+        "accept", {"estimated_deal_value": "900", "currency": "EUR", "estimated_close_date": close}
+    )
+    await handle.execute_update("won", {"final_deal_value": "950"})
+    assert (await handle.result()).status is Status.WON
+    # New, Evaluating, then Negotiating and Won together: no transition lost.
+    assert await archive_writes(time_skipping_env.client, handle) == [
+        "archive: the new referral",
+        "archive: transition 1",
+        "archive: transition 3",
+    ]
+    row, transitions = rows(engine, handle.id)
+    assert row is not None
+    assert row.status == Status.WON
+    assert [t.to_status for t in transitions] == ["Evaluating", "Negotiating", "Won"]
+    assert row.estimated_deal_value == Decimal("900")
+    assert row.final_deal_value == Decimal("950")
+    assert await coalescing_timers(time_skipping_env.client, handle) == 1
+    await replayer().replay_workflow(await handle.fetch_history())
+
+
+async def test_a_transition_in_a_burst_is_archived_a_second_later_if_no_other_comes(
+    an_hour_old_referral: tuple[ReferralHandle, Engine], time_skipping_env: WorkflowEnvironment
+) -> None:
+    handle, engine = an_hour_old_referral
+    close = str((await time_skipping_env.get_current_time()).date() + timedelta(days=30))
+    await handle.execute_update("interested", {})
+    await archived_as(engine, handle.id, Status.EVALUATING)
+    await handle.execute_update(
+        "accept", {"estimated_deal_value": "900", "currency": "EUR", "estimated_close_date": close}
+    )
+    await time_skipping_env.sleep(timedelta(seconds=2))
+    await archived_as(engine, handle.id, Status.NEGOTIATING)  # still open: not held to the end
+    assert await coalescing_timers(time_skipping_env.client, handle) == 1
+    await handle.signal("lost", {"reason": "Budget cut"})
+    assert (await handle.result()).status is Status.LOST
+    assert await archive_writes(time_skipping_env.client, handle) == [
+        "archive: the new referral",
+        "archive: transition 1",
+        "archive: transition 2",
+        "archive: transition 3",
+    ]
 
 
 async def test_a_database_outage_loses_nothing(

@@ -12,6 +12,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from starter import referrals
 from tests.factories import ACCEPT, DISTINCTIVE_CUSTOMER, DISTINCTIVE_TRACES, fresh_rfi
+from workflows.metadata import COALESCING_LABEL
 from workflows.models import Rfi, Status, StatusView
 from workflows.referral import ReferralWorkflow
 
@@ -100,7 +101,9 @@ async def test_the_ui_shows_the_referral_at_every_step_and_never_the_customer(
     shown.append(won)
 
     timeline = await labels(client, handle)
-    assert timeline["timer_started_event_attributes"] == [
+    # The actions came in a burst: an archive write may wait a second for the next one.
+    timers = timeline["timer_started_event_attributes"]
+    assert [t for t in timers if t != COALESCING_LABEL] == [
         f"reminder at {at(reminder)}",
         f"last call at {at(last_call)}",
     ]

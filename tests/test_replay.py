@@ -16,6 +16,8 @@ from temporalio.worker import WorkflowReplayResult
 from temporalio.workflow import NondeterminismError
 
 from tests.servers import replayer
+from workflows.archiving import COALESCING_PATCH
+from workflows.metadata import COALESCING_LABEL
 from workflows.models import legacy_referral_workflow_id, referral_workflow_id
 
 # Every path of the lifecycle, recorded while workflow ids were `referral-{rfi_id}-{partner_id}`
@@ -47,10 +49,14 @@ HISTORIES = sorted(HISTORIES_DIR.glob("*.json"))
 
 # Recorded with the last call and reason codes: the guard for runs started since.
 SINCE_LAST_CALLS = {"expired_after_last_call", "declined_as_spam"}
+# A burst of updates (`python -m tests.histories.record updates_coalesced`): written as
+# runs since archive writes wait for a burst's next transition write it, and as runs
+# before wrote it (recorded with COALESCE_WITHIN at zero: the same commands as then).
+BURSTS = {"updates_coalesced", "updates_burst"}
 
 
 def test_every_path_has_a_recorded_history() -> None:
-    assert {h.stem for h in HISTORIES} >= EARLIER_IDS | SINCE_LAST_CALLS
+    assert {h.stem for h in HISTORIES} >= EARLIER_IDS | SINCE_LAST_CALLS | BURSTS
 
 
 def timers_and_patches(path: Path) -> tuple[list[str], list[str]]:
@@ -80,6 +86,53 @@ def test_a_referral_evaluating_before_last_calls_replays_with_no_last_call_timer
     assert any("last-call" in p for p in new_patches)
     assert old_timers[-1].startswith("6048")  # 7 days, in seconds
     assert "518" in new_timers[-2][:3]  # 6 days (518,400 s), then the rest of the 7th
+
+
+def archive_writes_and_patches(path: Path) -> tuple[list[str], list[str], list[str]]:
+    """The labels of the archive writes and of the timers, and the patches, as recorded."""
+    events = recorded(path)["events"]
+
+    def label(event: dict[str, Any]) -> str:
+        return str(json.loads(base64.b64decode(event["userMetadata"]["summary"]["data"])))
+
+    writes = [
+        label(e)
+        for e in events
+        if e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"
+        and e["activityTaskScheduledEventAttributes"]["activityType"]["name"] == "record_referral"
+    ]
+    timers = [label(e) for e in events if e["eventType"] == "EVENT_TYPE_TIMER_STARTED"]
+    return writes, timers, timers_and_patches(path)[1]
+
+
+def test_a_burst_recorded_before_coalescing_replays_with_a_write_for_each_transition() -> None:
+    """The same burst (interested, accept a moment after its write, won at once) before
+    and since: a write for each transition then, the accept and the won in one now."""
+    old_writes, old_timers, old_patches = archive_writes_and_patches(
+        HISTORIES_DIR / "updates_burst.json"
+    )
+    new_writes, new_timers, new_patches = archive_writes_and_patches(
+        HISTORIES_DIR / "updates_coalesced.json"
+    )
+    assert old_writes == [
+        "archive: the new referral",
+        "archive: transition 1",
+        "archive: transition 2",
+        "archive: transition 3",
+    ]
+    assert COALESCING_LABEL not in old_timers
+    assert not any(COALESCING_PATCH in p for p in old_patches)
+    assert new_writes == [
+        "archive: the new referral",
+        "archive: transition 1",
+        "archive: transition 3",
+    ]
+    assert new_timers.count(COALESCING_LABEL) == 1
+    # Patches are cumulative: the run has its last call without the last call's marker.
+    assert [p for p in new_patches if "deprecated" in p] == [
+        json.dumps({"id": COALESCING_PATCH, "deprecated": False}, separators=(",", ":"))
+    ]
+    assert any(t.startswith("last call at ") for t in new_timers)
 
 
 def recorded(path: Path) -> dict[str, Any]:

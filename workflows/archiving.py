@@ -3,7 +3,8 @@
 Workflow code, passed through the sandbox (`workflows/activity_calls.py`).
 """
 
-from datetime import timedelta
+import contextlib
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -14,21 +15,32 @@ from activities.archive import ArchiveActivities
 from workflows.activity_calls import ACTIVITY_TIMEOUT, WAIT
 from workflows.bookkeeping import Bookkeeping
 from workflows.lifecycle import Referral
-from workflows.metadata import archive_label
+from workflows.metadata import COALESCING_LABEL, archive_label
 
 # The archive must never lose a referral: retry until the database is back (the activity
 # counts and logs every failure past the third).
 ARCHIVE_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
 ARCHIVE_ROUND = timedelta(days=1)  # then a new activity: no timeout that outlives the run
+# A transition that comes this soon after the last write waits out the rest, so that one
+# write covers a burst (a backend sending accept and won together); a closing one never.
+COALESCE_WITHIN = timedelta(seconds=1)
+# Runs whose first action came before it write each transition at once (asked at each
+# action: `ReferralWorkflow._act`).
+COALESCING_PATCH = "archive-coalescing"
 
 
 async def keep_archived(referral: Referral, books: Bookkeeping) -> None:
     """Record the referral when it starts and after each transition, one write at a time:
-    the latest snapshot whenever the number of transitions changed."""
+    the latest snapshot whenever the number of transitions changed. A transition less than
+    ``COALESCE_WITHIN`` after the last write waits out the rest unless it closed the
+    referral, so that the transitions of a burst share a write."""
+    written_at: datetime | None = None
     while not (referral.closed and books.archived == len(referral.transitions)):
         await workflow.wait_condition(
             lambda: books.draining or referral.closed or books.archived != len(referral.transitions)
         )
+        if written_at is not None:
+            await _coalesce(referral, books, written_at + COALESCE_WITHIN)
         count = len(referral.transitions)
         # Checked after every wait: a write that finished after the cancellation was
         # asked for comes back normally, and the task must still end.
@@ -53,3 +65,18 @@ async def keep_archived(referral: Referral, books: Bookkeeping) -> None:
                 workflow.logger.error("Archive write not done in a day; trying on")
                 continue  # the archive must never lose a referral
             books.archived = count
+            written_at = workflow.now()
+
+
+async def _coalesce(referral: Referral, books: Bookkeeping, until: datetime) -> None:
+    """Until ``until``, unless the referral closes or the run continues as new first: the
+    transitions that come meanwhile go in the same write (one timer instead of a write)."""
+    left = until - workflow.now()
+    if left <= timedelta(0) or referral.closed or books.draining or not books.coalescing:
+        return
+    with contextlib.suppress(TimeoutError):
+        await workflow.wait_condition(
+            lambda: books.draining or referral.closed,
+            timeout=left,
+            timeout_summary=COALESCING_LABEL,
+        )

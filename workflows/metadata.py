@@ -32,6 +32,7 @@ EMAIL_LABELS: Mapping[EmailKind, str] = {
 LOOKUP_LABEL = "partner contact look-up"
 SUGGESTIONS_LABEL = "partner suggestions"
 STARTING_LABEL = "wait for the referral to start"
+COALESCING_LABEL = "archive: more transitions, one write"
 
 
 def summary(rfi_id: str, partner_id: str, region: str, location: str | None) -> str:

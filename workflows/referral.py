@@ -24,7 +24,7 @@ from temporalio.exceptions import ApplicationError
 # Pure code and the workflow code of the run's background tasks, loaded once for all runs.
 with workflow.unsafe.imports_passed_through():
     from workflows import WORKFLOW_TYPE
-    from workflows.archiving import keep_archived
+    from workflows.archiving import COALESCING_PATCH, keep_archived
     from workflows.bookkeeping import Bookkeeping
     from workflows.emailing import EMAIL_BUDGET, send_email
     from workflows.lifecycle import ActionRejected, Referral, transition_labels
@@ -221,8 +221,13 @@ class ReferralWorkflow:
 
     def _act(self, action: Action, payload: ActionPayload, now: datetime) -> list[EmailRequest]:
         """Take an action. A run recorded before last calls existed replays without them:
-        its decide timer stays the one it started."""
-        self.referral.last_calls = workflow.patched(LAST_CALL_PATCH)
+        its decide timer stays the one it started; one whose first action came before
+        archive writes waited for a burst writes each transition at once."""
+        # Patches are cumulative: a run that took its first action since archive writes
+        # wait for a burst had last calls from the start and records no marker for them
+        # (each patch's marker costs an upsert of TemporalChangeVersion of its own).
+        self._books.coalescing = workflow.patched(COALESCING_PATCH)
+        self.referral.last_calls = self._books.coalescing or workflow.patched(LAST_CALL_PATCH)
         return self.referral.act(action, payload, now)
 
     def _take_queued_actions(self) -> None:
