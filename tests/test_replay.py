@@ -16,9 +16,9 @@ from temporalio.worker import WorkflowReplayResult
 from temporalio.workflow import NondeterminismError
 
 from tests.servers import replayer
-from workflows.archiving import COALESCING_PATCH
 from workflows.metadata import COALESCING_LABEL
 from workflows.models import legacy_referral_workflow_id, referral_workflow_id
+from workflows.referral import COALESCING_PATCH
 
 # Every path of the lifecycle, recorded while workflow ids were `referral-{rfi_id}-{partner_id}`
 # (they replay under it), and a run whose text field held a number, as they could then.
@@ -53,10 +53,13 @@ SINCE_LAST_CALLS = {"expired_after_last_call", "declined_as_spam"}
 # runs since archive writes wait for a burst's next transition write it, and as runs
 # before wrote it (recorded with COALESCE_WITHIN at zero: the same commands as then).
 BURSTS = {"updates_coalesced", "updates_burst"}
+SINCE_COALESCING = {"updates_coalesced", "expired_since_coalescing"}
 
 
 def test_every_path_has_a_recorded_history() -> None:
-    assert {h.stem for h in HISTORIES} >= EARLIER_IDS | SINCE_LAST_CALLS | BURSTS
+    assert {h.stem for h in HISTORIES} >= (
+        EARLIER_IDS | SINCE_LAST_CALLS | BURSTS | SINCE_COALESCING
+    )
 
 
 def timers_and_patches(path: Path) -> tuple[list[str], list[str]]:
@@ -86,6 +89,17 @@ def test_a_referral_evaluating_before_last_calls_replays_with_no_last_call_timer
     assert any("last-call" in p for p in new_patches)
     assert old_timers[-1].startswith("6048")  # 7 days, in seconds
     assert "518" in new_timers[-2][:3]  # 6 days (518,400 s), then the rest of the 7th
+
+
+def test_a_referral_since_coalescing_has_its_last_call_with_one_marker() -> None:
+    """Patches are cumulative: a run that records `archive-coalescing` has last calls (the
+    6-day timer, then the rest of the 7th) with no marker of the last call's own, and
+    replays only if the workflow asks no `last-call` patch of it."""
+    timers, patches = timers_and_patches(HISTORIES_DIR / "expired_since_coalescing.json")
+    assert patches == [
+        json.dumps({"id": COALESCING_PATCH, "deprecated": False}, separators=(",", ":"))
+    ]
+    assert "518" in timers[-2][:3]
 
 
 def archive_writes_and_patches(path: Path) -> tuple[list[str], list[str], list[str]]:

@@ -24,9 +24,6 @@ ARCHIVE_ROUND = timedelta(days=1)  # then a new activity: no timeout that outliv
 # A transition that comes this soon after the last write waits out the rest, so that one
 # write covers a burst (a backend sending accept and won together); a closing one never.
 COALESCE_WITHIN = timedelta(seconds=1)
-# Runs whose first action came before it write each transition at once (asked at each
-# action: `ReferralWorkflow._act`).
-COALESCING_PATCH = "archive-coalescing"
 
 
 async def keep_archived(referral: Referral, books: Bookkeeping) -> None:

@@ -20,7 +20,7 @@ class Bookkeeping:
     messages: int = 0  # signals and updates this run has handled
     sending: bool = False  # emails go out once the run has started its senders
     draining: bool = False  # continuing as new: start no activity, carry what is left
-    coalescing: bool = False  # archive writes may wait for a burst (a patch, at each action)
+    coalescing: bool = False  # archive writes may wait for a burst (asked at each action)
 
     @classmethod
     def taken_over(cls, continued: Continuation | None) -> "Bookkeeping":

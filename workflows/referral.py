@@ -24,7 +24,7 @@ from temporalio.exceptions import ApplicationError
 # Pure code and the workflow code of the run's background tasks, loaded once for all runs.
 with workflow.unsafe.imports_passed_through():
     from workflows import WORKFLOW_TYPE
-    from workflows.archiving import COALESCING_PATCH, keep_archived
+    from workflows.archiving import keep_archived
     from workflows.bookkeeping import Bookkeeping
     from workflows.emailing import EMAIL_BUDGET, send_email
     from workflows.lifecycle import ActionRejected, Referral, transition_labels
@@ -60,6 +60,9 @@ MAX_EVENTS_PER_RUN = 4_000
 MAX_BYTES_PER_RUN = 4 * 1024 * 1024
 MAX_MESSAGES_PER_RUN = 1_000  # signals and updates handled
 LAST_CALL_PATCH = "last-call"
+# A run whose first action came before this patch writes each transition to the archive at
+# once (`Bookkeeping.coalescing`; a run it continues as new asks again at its first action).
+COALESCING_PATCH = "archive-coalescing"
 MAX_QUEUED_ACTIONS = 10  # signals kept while the referral starts; New takes at most 3 in a row
 
 

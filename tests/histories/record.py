@@ -44,6 +44,7 @@ EXPECTED = {
     "expired_after_last_call": "Expired",
     "declined_as_spam": "Declined",
     "updates_coalesced": "Won",
+    "expired_since_coalescing": "Expired",
 }
 PATHS: dict[str, list[tuple[str, str, Any, float]]] = {
     "won": [
@@ -62,6 +63,8 @@ PATHS: dict[str, list[tuple[str, str, Any, float]]] = {
     "expired": [("signal", "interested", {}, 5)],
     # Recorded with the last call and reason codes (the histories above predate them).
     "expired_after_last_call": [("signal", "interested", {}, 5)],
+    # Since: the last call with the coalescing patch's marker alone (patches are cumulative).
+    "expired_since_coalescing": [("signal", "interested", {}, 5)],
     "declined_as_spam": [
         ("signal", "interested", {}, 1),
         ("signal", "decline", {"reason_code": "spam_or_abuse"}, 1),
@@ -78,7 +81,9 @@ PATHS: dict[str, list[tuple[str, str, Any, float]]] = {
         ("update", "won", {}, 0),
     ],
     # Recorded since an archive write waits for a burst's next transition: the accept a
-    # moment after the interested's write, the won right after it.
+    # moment after the interested's write, the won right after it. `updates_burst.json` is
+    # the same path recorded with `workflows.archiving.COALESCE_WITHIN` set to zero and the
+    # last call's patch asked alone in `ReferralWorkflow._act`: the commands of before.
     "updates_coalesced": [
         ("update", "interested", {}, 0),
         ("update", "accept", ACCEPT, 0.3 / 3600),
