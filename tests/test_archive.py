@@ -260,6 +260,19 @@ async def test_retries_and_replays_write_nothing_twice(
     assert archived_status(engine, handle.id) == Status.DECLINED
 
 
+async def accepted_right_after_a_write(
+    handle: ReferralHandle, engine: Engine, env: WorkflowEnvironment
+) -> None:
+    """`interested`, and once the archive shows it, `accept` (900 EUR): within the burst
+    window of that write."""
+    close = str((await env.get_current_time()).date() + timedelta(days=30))
+    await handle.execute_update("interested", {})
+    await archived_as(engine, handle.id, Status.EVALUATING)
+    await handle.execute_update(
+        "accept", {"estimated_deal_value": "900", "currency": "EUR", "estimated_close_date": close}
+    )
+
+
 async def test_a_burst_of_transitions_shares_one_write(
     burst_window: timedelta,
     an_hour_old_referral: tuple[ReferralHandle, Engine],
@@ -268,12 +281,7 @@ async def test_a_burst_of_transitions_shares_one_write(
     """A backend reporting acceptance and the win at once: the accept, a moment after the
     last write, waits for the won, which closes the referral and is written at once."""
     handle, engine = an_hour_old_referral
-    close = str((await time_skipping_env.get_current_time()).date() + timedelta(days=30))
-    await handle.execute_update("interested", {})
-    await archived_as(engine, handle.id, Status.EVALUATING)
-    await handle.execute_update(
-        "accept", {"estimated_deal_value": "900", "currency": "EUR", "estimated_close_date": close}
-    )
+    await accepted_right_after_a_write(handle, engine, time_skipping_env)
     await handle.execute_update("won", {"final_deal_value": "950"})
     assert (await handle.result()).status is Status.WON
     # New, Evaluating, then Negotiating and Won together: no transition lost.
@@ -299,12 +307,7 @@ async def test_a_transition_in_a_burst_is_archived_when_the_window_ends_if_no_ot
     time_skipping_env: WorkflowEnvironment,
 ) -> None:
     handle, engine = an_hour_old_referral
-    close = str((await time_skipping_env.get_current_time()).date() + timedelta(days=30))
-    await handle.execute_update("interested", {})
-    await archived_as(engine, handle.id, Status.EVALUATING)
-    await handle.execute_update(
-        "accept", {"estimated_deal_value": "900", "currency": "EUR", "estimated_close_date": close}
-    )
+    await accepted_right_after_a_write(handle, engine, time_skipping_env)
     assert archived_status(engine, handle.id) == Status.EVALUATING  # waiting for more
     await time_skipping_env.sleep(burst_window + timedelta(seconds=1))
     await archived_as(engine, handle.id, Status.NEGOTIATING)  # still open: not held to the end
