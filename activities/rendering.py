@@ -1,10 +1,13 @@
 """Email bodies (text and HTML) rendered from Jinja2 templates; HTML escapes every value."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from workflows.models import EmailKind, EmailRequest, Status
+from workflows.lifecycle import allowed_actions
+from workflows.models import EmailKind, EmailRequest, Status, parse_referral_workflow_id
 
 SUBJECTS = {
     EmailKind.LEAD: "New referral: {need} ({region})",
@@ -22,6 +25,29 @@ REROUTE_REASONS = {
 }
 
 
+# What each action an email asks for is called, and what it does, in the partner's words.
+CHOICES = {
+    "interested": ("I'm interested", "see the customer's details"),
+    "no_thanks": ("No thanks", "the customer will choose another partner"),
+    "accept": ("Accept", "with an estimated deal value and closing date"),
+    "decline": ("Decline", "the customer will choose another partner"),
+}
+ASKING = frozenset({EmailKind.LEAD, EmailKind.REMINDER, EmailKind.DETAILS, EmailKind.LAST_CALL})
+
+
+class ActionLinks(Protocol):
+    def for_email(self, email: EmailRequest) -> Mapping[str, str]:
+        """Action name to the URL that answers it, for the email's recipient alone."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    action: str
+    label: str
+    effect: str
+    url: str | None
+
+
 @dataclass(frozen=True)
 class RenderedEmail:
     subject: str
@@ -30,7 +56,8 @@ class RenderedEmail:
 
 
 class EmailRenderer:
-    def __init__(self) -> None:
+    def __init__(self, links: ActionLinks | None = None) -> None:
+        self._links = links
         self._env = Environment(
             loader=PackageLoader("activities", "templates"),
             autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
@@ -41,11 +68,20 @@ class EmailRenderer:
 
     def render(self, email: EmailRequest) -> RenderedEmail:
         rfi = email.rfi
+        referral_id = email.id.rsplit(".", 1)[0]
+        links = self._links.for_email(email) if self._links and email.kind in ASKING else {}
+        pair = parse_referral_workflow_id(referral_id)
         context = {
             "email": email,
             "rfi": rfi,
             "partner": email.partner,
-            "referral_id": email.id.rsplit(".", 1)[0],
+            "referral_id": referral_id,
+            "rfi_id": pair[0] if pair else referral_id,
+            "links": links,
+            "choices": [
+                Choice(str(action), *CHOICES[action], links.get(action))
+                for action in (allowed_actions(email.status) if email.kind in ASKING else [])
+            ],
             "outcome": REROUTE_REASONS.get(email.status, "").format(
                 partner=email.partner.partner_name
             ),

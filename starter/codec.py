@@ -28,19 +28,20 @@ class CodecKeyError(ValueError):
     """A key list that cannot be used, or a payload whose key is not in it."""
 
 
-def parse_keys(spec: str) -> list[tuple[str, bytes]]:
-    """`KEYID:BASE64KEY,...` into (key id, 32-byte key) pairs, in order."""
+def parse_keys(spec: str, setting: str = "REFERRALS_CODEC_KEYS") -> list[tuple[str, bytes]]:
+    """`KEYID:BASE64KEY,...` into (key id, 32-byte key) pairs, in order (``setting`` names the
+    variable in errors: the link keys are written the same way)."""
     keys: list[tuple[str, bytes]] = []
     for entry in filter(None, (part.strip() for part in spec.split(","))):
         key_id, separator, encoded = entry.partition(":")
         if not separator or not key_id:
-            raise CodecKeyError("REFERRALS_CODEC_KEYS entries are KEYID:BASE64KEY")
+            raise CodecKeyError(f"{setting} entries are KEYID:BASE64KEY")
         try:
             key = base64.b64decode(encoded, validate=True)
         except binascii.Error:
             raise CodecKeyError(f"key {key_id!r} is not valid base64") from None
         if len(key) != 32:
-            raise CodecKeyError(f"key {key_id!r} has {len(key)} bytes; AES-256 needs 32")
+            raise CodecKeyError(f"key {key_id!r} has {len(key)} bytes; 32 are needed")
         if key_id in dict(keys):
             raise CodecKeyError(f"key {key_id!r} is listed twice")
         keys.append((key_id, key))
