@@ -15,7 +15,7 @@ from typing import Literal, Protocol
 
 from pydantic import Field
 
-from workflows.models import ExactAmount, Status, StatusView, Transition, WireModel
+from workflows.models import ExactAmount, Status, StatusView, Transition, Via, WireModel
 
 CREATED = "referral.created"
 EVENT_TYPES: Mapping[Status, str] = {
@@ -47,6 +47,7 @@ class EventData(WireModel):
     effective_at: datetime
     processed_at: datetime
     reason_code: str | None = None  # the partner's code for no_thanks, decline or lost
+    via: Via | None = None  # the door an action came through
     deal: EventDeal | None = None
 
 
@@ -110,6 +111,7 @@ def _transition_event(workflow_id: str, view: StatusView, transition: Transition
             effective_at=transition.effective_at,
             processed_at=transition.processed_at,
             reason_code=transition.reason_code,
+            via=transition.via,
             deal=_deal(view.deal, transition.to),
         ),
     )

@@ -105,6 +105,7 @@ def history(
             "cause": {"kind": t.cause_kind, "name": t.cause_name},
             "reason": t.reason,
             "reason_code": archived_reason_code(t),
+            "via": {"door": t.door, "api_key_id": t.api_key_id} if t.door else None,
         }
         for t in row.transitions
     ]
@@ -114,13 +115,14 @@ def history(
     typer.echo(
         f"{workflow_id}: {row.status}, region {row.region}, received {_minutes(row.received_at)}"
     )
-    table = Table("#", "From", "To", "Cause", "Effective", "Processed", "Reason")
+    table = Table("#", "From", "To", "Cause", "Via", "Effective", "Processed", "Reason")
     for t in row.transitions:
         table.add_row(
             str(t.seq),
             t.from_status,
             t.to_status,
             f"{t.cause_kind}: {t.cause_name}",
+            " ".join(part for part in (t.door, t.api_key_id) if part),
             _minutes(t.effective_at),
             _minutes(t.processed_at),
             ": ".join(part for part in (archived_reason_code(t), t.reason) if part),

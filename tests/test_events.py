@@ -64,6 +64,7 @@ def test_every_path_records_its_events_once_and_in_order(store: ArchiveStore) ->
             "effective_at": "2026-11-25T10:00:00Z",
             "processed_at": "2026-11-25T10:00:00Z",
             "reason_code": None,
+            "via": {"door": "temporal", "api_key_id": None},
             "deal": None,
         },
     }
@@ -142,7 +143,11 @@ def test_referrals_archived_before_events_get_theirs_for_replays_only(database_u
     ]
     assert [row.position for row in everything][:6] == list(range(-5, 1))
     for referral in (won, missed):
-        expected = [e.body() for e in events_of(referral.workflow_id, referral.view())]
+        # Archived before doors were recorded too: their transitions name none.
+        view = referral.view()
+        doorless = [t.model_copy(update={"via": None}) for t in view.transitions]
+        view = view.model_copy(update={"transitions": doorless})
+        expected = [e.body() for e in events_of(referral.workflow_id, view)]
         assert [row.body for row in everything if row.workflow_id == referral.workflow_id] == (
             expected
         )

@@ -999,3 +999,23 @@ def test_a_run_replayed_from_before_last_calls_schedules_none() -> None:
     referral.last_calls = False  # what workflow.patched says while replaying such a run
     act(referral, "interested", None, T0 + HOUR)
     assert referral.next_wakeup() == T0 + HOUR + 7 * DAY
+
+
+def test_each_action_records_the_door_it_came_through() -> None:
+    referral, _ = started()
+    now = referral.rfi.received_at + timedelta(hours=1)
+    act(referral, "interested", {"via": {"door": "email_link"}}, now)
+    key = {"door": "api", "api_key_id": "pk0123456789abcdef"}
+    act(referral, "accept", {**ACCEPT, "via": key}, now)
+    act(referral, "lost", {"reason_code": "no_decision"}, now)  # a backend, through Temporal
+    vias = [t.via.model_dump(mode="json") if t.via else None for t in referral.transitions]
+    assert vias == [
+        {"door": "email_link", "api_key_id": None},
+        key,
+        {"door": "temporal", "api_key_id": None},
+    ]
+    missed = reach(Status.MISSED)
+    assert [t.via for t in missed.transitions] == [None]  # a deadline came through no door
+    for bad in ({"door": "fax"}, {"door": "api", "api_key_id": "has space"}, "api"):
+        with pytest.raises(ActionRejected, match="invalid payload"):
+            act(started()[0], "interested", {"via": bad}, now)

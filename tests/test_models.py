@@ -318,8 +318,11 @@ def test_view_keys_are_the_contract() -> None:
             "cause",
             "reason",
             "reason_code",
+            "via",
         }
         assert set(transition["cause"]) == {"kind", "name"}
+    # Actions a backend sends through Temporal come through the door `temporal`.
+    assert view["transitions"][0]["via"] == {"door": "temporal", "api_key_id": None}
     assert view["transitions"][0]["from"] == "New"
     assert view["transitions"][0]["to"] == "Evaluating"
     assert view["transitions"][0]["cause"] == {"kind": "action", "name": "interested"}

@@ -34,6 +34,7 @@ from workflows.models import (
     DeadlineView,
     Deal,
     DeclineReason,
+    Door,
     EmailKind,
     EmailOutcome,
     EmailRecord,
@@ -48,6 +49,7 @@ from workflows.models import (
     Status,
     StatusView,
     Transition,
+    Via,
     WonPayload,
     referral_workflow_id,
 )
@@ -280,10 +282,11 @@ class Referral:
             self.deal = self.deal.model_copy(update={"final_deal_value": payload.final_deal_value})
         target = TRANSITIONS[(self.status, action)]
         cause = Cause(kind="action", name=action)
+        via = payload.via or Via(door=Door.TEMPORAL)
         if isinstance(payload, ReasonPayload):
             code = str(payload.reason_code) if payload.reason_code else None
-            return self._transition(target, now, now, cause, payload.reason, code)
-        return self._transition(target, now, now, cause)
+            return self._transition(target, now, now, cause, payload.reason, code, via)
+        return self._transition(target, now, now, cause, via=via)
 
     def reject(self, action: str, now: datetime, reason: str) -> None:
         """List a refused signal; only the latest MAX_REJECTED are kept, each cut short."""
@@ -350,6 +353,7 @@ class Referral:
         cause: Cause,
         reason: str | None = None,
         reason_code: str | None = None,
+        via: Via | None = None,
     ) -> list[EmailRequest]:
         self.transitions.append(
             Transition(
@@ -361,6 +365,7 @@ class Referral:
                 cause=cause,
                 reason=reason,
                 reason_code=reason_code,
+                via=via,
             )
         )
         self.status = target

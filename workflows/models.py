@@ -56,6 +56,16 @@ class Action(StrEnum):
     LOST = "lost"
 
 
+class Door(StrEnum):
+    """Where an action came in: a backend through Temporal, or a partner through the web
+    service (an email's link, the inbox, the API)."""
+
+    TEMPORAL = "temporal"
+    EMAIL_LINK = "email_link"
+    INBOX = "inbox"
+    API = "api"
+
+
 class DeadlineKind(StrEnum):
     RESPOND = "respond"
     DECIDE = "decide"
@@ -194,6 +204,18 @@ def referral_workflow_id(rfi_id: str, partner_id: str) -> str:
     return f"referral:{rfi_id}:{partner_id}"
 
 
+def parse_referral_workflow_id(workflow_id: str) -> tuple[str, str] | None:
+    """The (RFI id, partner id) of a ``referral_workflow_id``; None for any other id."""
+    prefix, _, rest = workflow_id.partition(":")
+    rfi_id, separator, partner_id = rest.partition(":")
+    if prefix != "referral" or not separator or not _ID.fullmatch(rfi_id):
+        return None
+    return (rfi_id, partner_id) if _ID.fullmatch(partner_id) else None
+
+
+_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
 def legacy_referral_workflow_id(rfi_id: str, partner_id: str) -> str:
     """The id of runs started before ids were injective; '-' is inside the ids' characters."""
     return f"referral-{rfi_id}-{partner_id}"
@@ -256,8 +278,18 @@ class ReferralInput(WireModel):
 # --- Action payloads ------------------------------------------------------------------------
 
 
+class Via(WireModel):
+    """The door an action came through, and the API key for ``api``: no personal data."""
+
+    door: Door
+    api_key_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,40}$")] | None = None
+
+
 class ActionPayload(WireModel):
-    """An action's JSON argument; the base class is the empty payload of ``interested``."""
+    """An action's JSON argument; the base class is the empty payload of ``interested``.
+    ``via`` is the partner web service's: backends leave it out (``temporal``)."""
+
+    via: Via | None = None
 
 
 class DeclineReason(StrEnum):
@@ -443,6 +475,7 @@ class Transition(WireModel):
     cause: Cause
     reason: str | None = None
     reason_code: str | None = None  # DeclineReason or LossReason, as the partner gave it
+    via: Via | None = None  # actions only; transitions recorded before doors have none
 
 
 class RejectedAction(WireModel):
