@@ -1,4 +1,5 @@
-# The referral worker. Built by docker-compose.yml; scale it with --scale worker=N.
+# The referral worker (and, with `referrals serve`, the partner web service). Built by
+# docker-compose.yml; scale it with --scale worker=N.
 FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -12,11 +13,12 @@ COPY workflows ./workflows
 COPY activities ./activities
 COPY archive ./archive
 COPY starter ./starter
+COPY web ./web
 COPY worker.py ./
 # Bytecode for the sources the worker runs from, since this image writes none at run time:
 # a faster start, without compiling them in the running worker.
 RUN pip install . \
- && python -m compileall -q workflows activities archive starter worker.py \
+ && python -m compileall -q workflows activities archive starter web worker.py \
  && useradd --create-home --uid 10001 referrals \
  && mkdir -p /data/outbox \
  && chown -R referrals /data

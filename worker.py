@@ -15,7 +15,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.archive import ArchiveActivities
 from activities.directory import DirectoryActivities, DirectoryFile
 from activities.email import EmailActivities
-from activities.mailers import Mailer, OutboxMailer, SendGridMailer
+from activities.mailers import Mailer
+from activities.rendering import EmailRenderer
 from activities.suggestions import SuggestionActivities
 from activities.webhook_sender import WebhookSender
 from activities.webhooks import POLL_INTERVAL_S, PUMP_FOR_S, WebhookActivities
@@ -25,8 +26,10 @@ from archive.store import ArchiveStore
 from starter.client import connect, worker_client
 from starter.codec import CodecKeyError
 from starter.deliveries import open_webhooks, start_deliveries
+from starter.mail import build_mailer
 from starter.runner import workflow_runner
 from starter.settings import Settings
+from web.links import EmailLinks, LinkKeyError, LinkSigner
 from workflows.delivery import WebhookDeliveryWorkflow
 from workflows.delivery_models import webhook_task_queue
 from workflows.referral import ReferralWorkflow
@@ -37,14 +40,12 @@ SANDBOX = SandboxedWorkflowRunner(
 )
 
 
-def build_mailer(settings: Settings) -> Mailer:
-    if settings.sendgrid_api_key:
-        return SendGridMailer(
-            settings.sendgrid_api_key.get_secret_value(),
-            settings.sendgrid_from,
-            host=settings.sendgrid_api_host,
-        )
-    return OutboxMailer(settings.outbox_dir, settings.sendgrid_from)
+def build_renderer(settings: Settings) -> EmailRenderer:
+    """Emails with a signed one-click link per action when REFERRALS_LINK_KEYS is set."""
+    signer = LinkSigner.from_setting(
+        settings.link_keys.get_secret_value() if settings.link_keys else None
+    )
+    return EmailRenderer(EmailLinks(signer, settings.public_url) if signer else None)
 
 
 def build_worker(
@@ -67,7 +68,7 @@ def build_worker(
             DirectoryActivities(directory).look_up_contact,
             ArchiveActivities(archive).record_referral,
             SuggestionActivities(directory, archive, client).suggest_partners,
-            EmailActivities(mailer or build_mailer(settings)).send_email,
+            EmailActivities(mailer or build_mailer(settings), build_renderer(settings)).send_email,
         ],
         activity_executor=executor,
         # Activities are blocking calls: the executor has as many threads as this allows.
@@ -148,6 +149,10 @@ async def main() -> None:
         mailer = build_mailer(settings)
     except ValueError as error:
         raise SystemExit(f"error: SENDGRID_FROM: {error}") from None
+    try:
+        build_renderer(settings)
+    except LinkKeyError as error:
+        raise SystemExit(f"error: {error}") from None
     try:
         upgrade(create_archive_engine(settings.database_url))
     except Exception as error:  # the archive activity migrates again once the database is up

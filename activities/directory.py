@@ -60,6 +60,15 @@ class Directory(BaseModel):
             if any(p.region == region and p.location in (None, location) for p in partner.profiles)
         ]
 
+    def contact_by_email(self, email: str) -> tuple["Partner", Profile] | None:
+        """The partner and profile whose contact has this address, compared without case."""
+        wanted = email.strip().casefold()
+        for partner in self.partners:
+            for profile in partner.profiles:
+                if profile.contact_email.casefold() == wanted:
+                    return partner, profile
+        return None
+
     def contact_for(self, lookup: ContactLookup) -> PartnerContact:
         """The profile for the region and location, else the region-wide one; raises
         PartnerNotFound or RegionNotServed."""

@@ -80,6 +80,9 @@ class ReferralRow(Base):
     first_response_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The running deadline as of the last write (deadlines move only with transitions);
+    # rows written before revision 0008 have none until their next write.
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     estimated_deal_value: Mapped[Decimal | None] = mapped_column(ExactDecimal)
     currency: Mapped[str | None] = mapped_column(String(3))
     estimated_close_date: Mapped[date | None] = mapped_column(Date)
@@ -105,6 +108,7 @@ class ReferralRow(Base):
         Index("ix_referrals_region", "region"),
         Index("ix_referrals_received_at", "received_at"),
         Index("ix_referrals_flagged", "flagged"),
+        Index("ix_referrals_partner_updated", "partner_id", "updated_at"),
     )
 
 
@@ -125,6 +129,9 @@ class TransitionRow(Base):
     cause_name: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)
     reason_code: Mapped[str | None] = mapped_column(String(32))  # rows before 0007: none
+    # The door an action came through (rows before 0008, and deadlines: none).
+    door: Mapped[str | None] = mapped_column(String(16))
+    api_key_id: Mapped[str | None] = mapped_column(String(40))
 
     referral: Mapped[ReferralRow] = relationship(back_populates="transitions")
 
@@ -166,6 +173,53 @@ class WebhookEndpointRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     # Events recorded at or before this position are not sent (replay sends them).
     from_position: Mapped[int] = mapped_column(Integer)
+
+
+class PartnerKeyRow(Base):
+    """A partner's API key: only its SHA-256 is kept (the key is 32 random bytes, shown
+    once); revoked keys stay listed, refused."""
+
+    __tablename__ = "partner_api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    partner_id: Mapped[str] = mapped_column(String(64))
+    key_hash: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_partner_api_keys_partner", "partner_id"),)
+
+
+class IdempotentRequestRow(Base):
+    """The first answer to an API request sent with an `Idempotency-Key`, kept 24 hours:
+    the same key and body get it again instead of acting twice. `status` is null while
+    the first request is still being answered."""
+
+    __tablename__ = "api_idempotent_requests"
+
+    key_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int | None] = mapped_column(Integer)
+    body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_api_idempotent_requests_created", "created_at"),)
+
+
+class UsedSignInRow(Base):
+    """A partner inbox's sign-in link that was used: refused from then on, until it expires
+    (after which the signature refuses it anyway, and the row is deleted)."""
+
+    __tablename__ = "used_sign_in_links"
+
+    token_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    used_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("ix_used_sign_in_links_expires", "expires_at"),)
 
 
 class DeliveryRow(Base):

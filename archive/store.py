@@ -3,7 +3,7 @@
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Engine, Executable, Select, Table, and_, exists, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -26,6 +26,8 @@ REFERRALS = cast(Table, ReferralRow.__table__)
 TRANSITIONS = cast(Table, TransitionRow.__table__)
 EVENTS = cast(Table, EventRow.__table__)
 EVENTS_LOCK = 0x5245_4645  # PostgreSQL's advisory lock key for writing events ("REFE")
+OPEN_STATUSES = frozenset(Status) - CLOSED_STATUSES
+Rows = TypeVar("Rows", bound=Select[Any])
 
 
 @dataclass(frozen=True)
@@ -142,11 +144,75 @@ class ArchiveStore:
                 .limit(1)
             )
 
+    def partner_referrals(
+        self,
+        partner_id: str,
+        *,
+        status: str | None = None,
+        updated_since: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+        limit: int = 50,
+    ) -> list[ReferralRow]:
+        """One partner's referrals with their transitions, the latest change first (ties by
+        workflow id); the page after ``after``, the (updated_at, workflow id) of the last
+        row of the previous page."""
+        query = select(ReferralRow).where(ReferralRow.partner_id == partner_id)
+        if status is not None:
+            query = query.where(ReferralRow.status == status)
+        if updated_since is not None:
+            query = query.where(ReferralRow.updated_at >= updated_since)
+        query = _latest_change_first(query, after)
+        with Session(self.engine) as session:
+            return list(
+                session.scalars(query.options(selectinload(ReferralRow.transitions)).limit(limit))
+            )
+
+    def partner_open(self, partner_id: str, limit: int = 500) -> list[ReferralRow]:
+        """One partner's open referrals, the soonest due first (those without a deadline,
+        Negotiating, last)."""
+        query = (
+            select(ReferralRow)
+            .where(
+                ReferralRow.partner_id == partner_id,
+                ReferralRow.status.in_([str(s) for s in OPEN_STATUSES]),
+            )
+            .order_by(ReferralRow.due_at.is_(None), ReferralRow.due_at, ReferralRow.received_at)
+            .limit(limit)
+        )
+        with Session(self.engine) as session:
+            return list(session.scalars(query))
+
+    def partner_closed(
+        self, partner_id: str, *, after: tuple[datetime, str] | None = None, limit: int = 20
+    ) -> list[ReferralRow]:
+        """One partner's closed referrals, the latest closed first, a page after ``after``."""
+        query = select(ReferralRow).where(
+            ReferralRow.partner_id == partner_id,
+            ReferralRow.status.in_([str(s) for s in CLOSED_STATUSES]),
+        )
+        query = _latest_change_first(query, after)
+        with Session(self.engine) as session:
+            return list(session.scalars(query.limit(limit)))
+
     def partners_of_rfi(self, rfi_id: str) -> set[str]:
         with Session(self.engine) as session:
             return set(
                 session.scalars(select(ReferralRow.partner_id).where(ReferralRow.rfi_id == rfi_id))
             )
+
+
+def _latest_change_first(query: Rows, after: tuple[datetime, str] | None) -> Rows:
+    """Ordered by the last change, newest first (ties by workflow id), from the row after
+    ``after``: the (updated_at, workflow id) of the last row of the previous page."""
+    if after is not None:
+        updated_at, workflow_id = after
+        query = query.where(
+            or_(
+                ReferralRow.updated_at < updated_at,
+                and_(ReferralRow.updated_at == updated_at, ReferralRow.workflow_id > workflow_id),
+            )
+        )
+    return query.order_by(ReferralRow.updated_at.desc(), ReferralRow.workflow_id)
 
 
 def _filtered(
@@ -236,6 +302,7 @@ def _referral_values(workflow_id: str, view: StatusView) -> dict[str, Any]:
         "first_response_at": view.first_response_at,
         "updated_at": last.effective_at if last else view.received_at,
         "closed_at": last.effective_at if last and view.status in CLOSED_STATUSES else None,
+        "due_at": view.deadline.due_at if view.deadline else None,
         "estimated_deal_value": deal.estimated_deal_value if deal else None,
         "currency": deal.currency if deal else None,
         "estimated_close_date": deal.estimated_close_date if deal else None,
@@ -263,6 +330,8 @@ def _transition_values(workflow_id: str, transition: Transition) -> dict[str, An
         "cause_name": transition.cause.name,
         "reason": transition.reason,
         "reason_code": transition.reason_code,
+        "door": str(transition.via.door) if transition.via else None,
+        "api_key_id": transition.via.api_key_id if transition.via else None,
     }
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 
 from starter import referrals
 from starter.archive_commands import db_app, history, list_referrals, partner_stats_command
@@ -23,10 +24,12 @@ from starter.console import (
     run,
 )
 from starter.event_commands import events_app
+from starter.partner_commands import partners_app
 from starter.settings import Settings
 from starter.ui import ListFilter, list_link, ready_made_views
 from starter.webhook_commands import webhooks_app
 from workflows.models import Action, Status, StatusView, referral_workflow_id
+from workflows.payloads import describe
 
 app = typer.Typer(
     help="Drive referral workflows on Temporal (settings come from the environment).",
@@ -37,6 +40,7 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(events_app, name="events")
+app.add_typer(partners_app, name="partners")
 app.command("list")(list_referrals)
 app.command()(history)
 app.command("partner-stats")(partner_stats_command)
@@ -162,6 +166,26 @@ def codec_server(
 
 
 @app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+) -> None:
+    """Serve the partner web service: the emails' one-click links (REFERRALS_LINK_KEYS,
+    REFERRALS_PUBLIC_URL) and /healthz."""
+    from web.links import LinkKeyError
+    from web.server import serve as serve_web
+
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        fail(f"invalid setting: {describe(error).replace('Value error, ', '')}")
+    try:
+        serve_web(settings, host=host, port=port)
+    except LinkKeyError as error:
+        fail(str(error))
+
+
+@app.command()
 def ui(
     status: Annotated[
         list[Status] | None, typer.Option(help="A status (the option may repeat).")
@@ -200,13 +224,15 @@ def dev(
     ),
     port: Annotated[int, typer.Option(help="Temporal's gRPC port.")] = 7233,
     ui_port: Annotated[int, typer.Option(help="The Temporal Web UI's port.")] = 8233,
+    web_port: Annotated[int, typer.Option(help="The partner web service's port.")] = 8000,
     demo: Annotated[bool, typer.Option(help="Send a demo RFI to three sample partners.")] = True,
 ) -> None:
-    """Run everything locally: the Temporal dev server, the worker and a demo RFI."""
+    """Run everything locally: the Temporal dev server, the worker, the partner web service
+    and a demo RFI."""
     from starter.dev import run_dev
 
     try:
-        run_dev(db_file=db_file, port=port, ui_port=ui_port, demo=demo)
+        run_dev(db_file=db_file, port=port, ui_port=ui_port, web_port=web_port, demo=demo)
     except referrals.ReferralError as error:
         fail(str(error))
 

@@ -1,6 +1,7 @@
 """`referrals dev`: the Temporal dev server, the worker and a demo, for a newcomer to watch."""
 
 import asyncio
+import base64
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from starter.processes import running
 from starter.settings import Settings
 from starter.ui import list_link, ready_made_views
 from workflows import SEARCH_ATTRIBUTE_KEYS
-from workflows.models import Rfi
+from workflows.models import Rfi, referral_workflow_id
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 DEMO_PARTNERS = ("acme-consulting", "globex", "initech")
@@ -104,9 +105,14 @@ async def run_demo(client: Client) -> str:
     )
     print(
         "acme-consulting: interested, then accepted (Negotiating); globex: no thanks (Skipped);"
-        " initech stays silent: a reminder after 1 minute, Missed after 2."
+        " initech stays silent: a reminder after 1 minute, Missed after 2, unless you answer"
+        f" its lead within 2 minutes: open {lead_of(rfi.id, 'initech')} and follow a link."
     )
     return rfi.id
+
+
+def lead_of(rfi_id: str, partner_id: str) -> Path:
+    return Settings().outbox_dir / f"{referral_workflow_id(rfi_id, partner_id)}.1-lead.eml"
 
 
 def print_views(ui_url: str, rfi_id: str) -> None:
@@ -116,18 +122,49 @@ def print_views(ui_url: str, rfi_id: str) -> None:
         print(f"  {title}: {list_link(ui_url, 'default', view.query())}")
 
 
-def run_dev(*, db_file: Path, port: int, ui_port: int, demo: bool) -> None:
-    for taken in (port, ui_port):
+def dev_link_keys(folder: Path) -> str:
+    """REFERRALS_LINK_KEYS for the local set-up: the environment's, else a key made once and
+    kept beside the dev server's database, so that the outbox's links outlive a restart."""
+    given = os.environ.get("REFERRALS_LINK_KEYS", "").strip()
+    if given:
+        return given
+    path = folder / "link-keys"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        key = f"dev:{base64.b64encode(os.urandom(32)).decode()}"
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            out.write(key)
+    return path.read_text().strip()
+
+
+def referrals_command() -> str:
+    beside = Path(sys.executable).parent / "referrals"
+    found = str(beside) if beside.exists() else shutil.which("referrals")
+    if found is None:
+        raise referrals.ReferralError("the `referrals` command is missing: pip install -e .")
+    return found
+
+
+def run_dev(*, db_file: Path, port: int, ui_port: int, web_port: int, demo: bool) -> None:
+    for taken, option in ((port, "--port"), (ui_port, "--ui-port"), (web_port, "--web-port")):
         if port_in_use(taken):
             raise referrals.ReferralError(
                 f"port {taken} is already in use: is a dev server "
-                "running? (--port and --ui-port choose others)"
+                f"running? ({option} chooses another)"
             )
     db_file.parent.mkdir(parents=True, exist_ok=True)
     address = f"localhost:{port}"
+    public_url = os.environ.get("REFERRALS_PUBLIC_URL") or f"http://localhost:{web_port}"
     # The dev server has the default namespace only.
     settings = Settings(TEMPORAL_ADDRESS=address, TEMPORAL_NAMESPACE="default")
-    env = {**os.environ, "TEMPORAL_ADDRESS": address, "TEMPORAL_NAMESPACE": "default"}
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": address,
+        "TEMPORAL_NAMESPACE": "default",
+        "REFERRALS_LINK_KEYS": dev_link_keys(db_file.parent),
+        "REFERRALS_PUBLIC_URL": public_url,
+    }
+    web_command = [referrals_command(), "serve", "--port", str(web_port)]
     # SIGTERM and SIGHUP stop everything like Ctrl-C, so that no process is left behind.
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
@@ -135,19 +172,27 @@ def run_dev(*, db_file: Path, port: int, ui_port: int, demo: bool) -> None:
         with running(dev_server_command(db_file, port, ui_port)) as server:
             asyncio.run(wait_for_server(settings, server))
             print(f"Temporal dev server on {address}, Web UI on http://localhost:{ui_port}")
-            with running([sys.executable, "-m", "worker"], env=env) as worker:
+            with (
+                running([sys.executable, "-m", "worker"], env=env) as worker,
+                running(web_command, env=env) as web,
+            ):
                 rfi_id = asyncio.run(_demo(settings)) if demo else "rfi-1001"
                 print_views(f"http://localhost:{ui_port}", rfi_id)
                 print(
-                    f"Watch it: http://localhost:{ui_port}/namespaces/default/workflows"
-                    f"  (emails land in {settings.outbox_dir}/). Ctrl-C stops everything."
+                    f"Partners answer at {public_url}: each email's links lead there "
+                    f"(emails land in {settings.outbox_dir}/)."
                 )
-                while server.poll() is None and worker.poll() is None:
+                print(
+                    f"Watch it: http://localhost:{ui_port}/namespaces/default/workflows"
+                    "  Ctrl-C stops everything."
+                )
+                children = {"the dev server": server, "the worker": worker, "the web service": web}
+                while all(child.poll() is None for child in children.values()):
                     time.sleep(1)
-                stopped = "the worker" if worker.poll() is not None else "the dev server"
+                stopped = next(name for name, c in children.items() if c.poll() is not None)
                 raise referrals.ReferralError(f"{stopped} exited")
     except KeyboardInterrupt:
-        print("\nStopped the worker and the dev server.")
+        print("\nStopped the web service, the worker and the dev server.")
 
 
 def free_port() -> int:

@@ -43,6 +43,18 @@ class ReferralError(Exception):
     """A refusal or failure to report to the user in one line."""
 
 
+class ActionRefused(ReferralError):
+    """The referral refused an action: the state it is in, what it allows, and why."""
+
+    def __init__(
+        self, message: str, status: str, allowed_actions: Sequence[str] = (), reason: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.allowed_actions = list(allowed_actions)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Submission:
     started: list[str]
@@ -116,7 +128,11 @@ async def act(
     closed = await _closed_status(handle)
     if closed is None:
         raise ReferralError(f"no referral {handle.id}") from None
-    raise ReferralError(f"{action!r} rejected: referral {handle.id} is closed ({closed})") from None
+    raise ActionRefused(
+        f"{action!r} rejected: referral {handle.id} is closed ({closed})",
+        status=closed,
+        reason="the referral is closed",
+    ) from None
 
 
 async def _update(handle: Handle, action: str, payload: dict[str, Any]) -> StatusView:
@@ -126,6 +142,14 @@ async def _update(handle: Handle, action: str, payload: dict[str, Any]) -> Statu
     except WorkflowUpdateFailedError as error:
         cause = error.cause
         if isinstance(cause, ApplicationError):
+            details = cause.details[0] if cause.details else None
+            if cause.type == "ActionRejected" and isinstance(details, dict):
+                raise ActionRefused(
+                    cause.message,
+                    status=str(details.get("status", "")),
+                    allowed_actions=[str(a) for a in details.get("allowed_actions", [])],
+                    reason=str(details.get("reason", "")),
+                ) from None
             raise ReferralError(cause.message) from None
         raise ReferralError(f"{action} failed: {cause}") from None
 

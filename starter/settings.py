@@ -1,8 +1,9 @@
 """Configuration from the environment, shared by the worker and the `referrals` command."""
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workflows import TASK_QUEUE
@@ -31,6 +32,12 @@ class Settings(BaseSettings):
     ui_url: str = Field("http://localhost:8233", alias="REFERRALS_UI_URL")
     webhooks_allow_private: bool = Field(False, alias="REFERRALS_WEBHOOKS_ALLOW_PRIVATE")
     codec_token: SecretStr | None = Field(None, alias="REFERRALS_CODEC_TOKEN")
+    # The partner web service: the base of every link in emails, and the keys that sign them.
+    public_url: str = Field("http://localhost:8000", alias="REFERRALS_PUBLIC_URL")
+    link_keys: SecretStr | None = Field(None, alias="REFERRALS_LINK_KEYS")
+    # Per link and per client address, in each web service process.
+    web_requests_per_minute: int = Field(600, alias="REFERRALS_WEB_REQUESTS_PER_MINUTE", ge=1)
+    web_actions_per_minute: int = Field(60, alias="REFERRALS_WEB_ACTIONS_PER_MINUTE", ge=1)
     # Worker tuning and health.
     metrics_port: int | None = Field(None, alias="REFERRALS_METRICS_PORT", ge=1, le=65535)
     # The SDK's default. Activities mostly wait on I/O; with fewer slots than activities
@@ -44,3 +51,11 @@ class Settings(BaseSettings):
     webhook_senders: int = Field(20, alias="REFERRALS_WEBHOOK_SENDERS", ge=2)
     max_cached_workflows: int = Field(1000, alias="REFERRALS_MAX_CACHED_WORKFLOWS", ge=0)
     shutdown_grace_s: float = Field(30.0, alias="REFERRALS_SHUTDOWN_GRACE_S", ge=0)
+
+    @field_validator("public_url")
+    @classmethod
+    def _an_absolute_base(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError("must be an absolute http(s) URL without a query")
+        return value.strip().rstrip("/")

@@ -32,6 +32,11 @@ def depends(service: dict[str, Any]) -> dict[str, str]:
 
 KEYS = f"ci:{base64.b64encode(bytes(32)).decode()}"
 TOKEN = "ci-codec-token"
+REQUIRED = {
+    "REFERRALS_CODEC_KEYS": KEYS,
+    "REFERRALS_CODEC_TOKEN": TOKEN,
+    "REFERRALS_LINK_KEYS": KEYS,
+}
 LOOPBACK_OR_OVERRIDE = re.compile(r"^(\$\{REFERRALS_BIND_ADDRESS:-127\.0\.0\.1\}|127\.0\.0\.1):")
 
 
@@ -62,19 +67,22 @@ def compose_config(tmp_path: Path) -> Config:
 
 
 def test_docker_compose_accepts_the_file(compose_config: Config) -> None:
-    result = compose_config(REFERRALS_CODEC_KEYS=KEYS, REFERRALS_CODEC_TOKEN=TOKEN)
+    result = compose_config(**REQUIRED)
     assert result.returncode == 0, result.stderr
-    # Without encryption keys the stack refuses to start, saying which variable is missing.
-    refused = compose_config(REFERRALS_CODEC_TOKEN=TOKEN)
+    # Without encryption or link keys the stack refuses to start, naming what is missing.
+    refused = compose_config(REFERRALS_CODEC_TOKEN=TOKEN, REFERRALS_LINK_KEYS=KEYS)
     assert refused.returncode != 0
     assert "set REFERRALS_CODEC_KEYS to KEYID:BASE64KEY" in refused.stderr
+    refused = compose_config(REFERRALS_CODEC_TOKEN=TOKEN, REFERRALS_CODEC_KEYS=KEYS)
+    assert refused.returncode != 0
+    assert "set REFERRALS_LINK_KEYS to KEYID:BASE64KEY" in refused.stderr
 
 
 @pytest.mark.parametrize("token", [None, ""])
 def test_the_stack_refuses_to_start_without_a_codec_token(
     compose_config: Config, token: str | None
 ) -> None:
-    variables = {"REFERRALS_CODEC_KEYS": KEYS}
+    variables = {"REFERRALS_CODEC_KEYS": KEYS, "REFERRALS_LINK_KEYS": KEYS}
     if token is not None:
         variables["REFERRALS_CODEC_TOKEN"] = token
     refused = compose_config(**variables)
@@ -97,20 +105,19 @@ def published_hosts(config: str) -> dict[str, list[str]]:
 
 
 def test_published_ports_listen_on_loopback_unless_told_otherwise(compose_config: Config) -> None:
-    default = compose_config(REFERRALS_CODEC_KEYS=KEYS, REFERRALS_CODEC_TOKEN=TOKEN)
+    default = compose_config(**REQUIRED)
     assert default.returncode == 0, default.stderr
     hosts = published_hosts(default.stdout)
-    assert set(hosts) == {"temporal", "temporal-ui", "codec-server", "archive-db"}
+    assert set(hosts) == {"temporal", "temporal-ui", "codec-server", "archive-db", "web"}
     assert all(host == ["127.0.0.1"] for host in hosts.values()), hosts
 
-    override = compose_config(
-        REFERRALS_CODEC_KEYS=KEYS, REFERRALS_CODEC_TOKEN=TOKEN, REFERRALS_BIND_ADDRESS="0.0.0.0"
-    )
+    override = compose_config(**REQUIRED, REFERRALS_BIND_ADDRESS="0.0.0.0")
     assert override.returncode == 0, override.stderr
     assert published_hosts(override.stdout) == {
         "temporal": ["0.0.0.0"],
         "temporal-ui": ["0.0.0.0"],
         "codec-server": ["0.0.0.0"],
+        "web": ["0.0.0.0"],
         "archive-db": ["127.0.0.1"],  # for the `referrals` command on this host only
     }
 
@@ -134,6 +141,7 @@ def test_the_services_the_readme_promises(stack: dict[str, Any]) -> None:
         "archive-db",
         "worker",
         "codec-server",
+        "web",
     }
     assert stack["temporal"]["image"].startswith("temporalio/server:")
     assert stack["temporal-ui"]["image"].startswith("temporalio/ui:")
@@ -199,6 +207,24 @@ def test_the_worker_scales_and_is_configured_by_environment(stack: dict[str, Any
         "SENDGRID_API_HOST",
     } <= set(environment)
     assert worker["stop_grace_period"] == "30s"
+
+
+def test_the_partner_web_service_runs_from_the_worker_image(stack: dict[str, Any]) -> None:
+    web = stack["web"]
+    assert web["image"] == stack["worker"]["image"]
+    assert web["command"][:2] == ["referrals", "serve"]
+    assert web["ports"] == ["${REFERRALS_BIND_ADDRESS:-127.0.0.1}:${WEB_PORT:-8000}:8000"]
+    assert "/healthz" in " ".join(web["healthcheck"]["test"])
+    environment = web["environment"]
+    assert environment["TEMPORAL_ADDRESS"] == "temporal:7233"
+    assert (
+        environment["REFERRALS_DATABASE_URL"]
+        == stack["worker"]["environment"]["REFERRALS_DATABASE_URL"]
+    )
+    # The worker signs the links the service verifies, both leading to one public address.
+    for name in ("REFERRALS_LINK_KEYS", "REFERRALS_PUBLIC_URL", "REFERRALS_CODEC_KEYS"):
+        assert environment[name] == stack["worker"]["environment"][name], name
+    assert environment["REFERRALS_LINK_KEYS"].startswith("${REFERRALS_LINK_KEYS:?")
 
 
 def test_the_admin_step_registers_every_search_attribute(stack: dict[str, Any]) -> None:

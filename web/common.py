@@ -1,0 +1,104 @@
+"""What the partner's pages share: who the service is, the page errors, the one way they
+ask Temporal, the origin check of every form, and the forms themselves."""
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.templating import Jinja2Templates
+from temporalio.client import Client
+
+from starter import referrals
+from web.forms import EFFECTS, FIELDS, TITLES, reason_choices
+from web.services import Services, Unavailable
+from workflows.models import Action, StatusView
+
+log = logging.getLogger("web")
+
+
+class PageError(Exception):
+    """An answer other than the page asked for: its status code, title and one sentence."""
+
+    def __init__(self, status_code: int, title: str, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.title = title
+        self.message = message
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+def templates(request: Request) -> Jinja2Templates:
+    found: Jinja2Templates = request.app.state.services.templates
+    return found
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+def check_origin(request: Request, services: Services) -> None:
+    """A form posted from another site is refused (403): `Origin`, when sent, must be the
+    service's public origin."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin != services.public_origin:
+        log.info("form refused: posted from another origin")
+        raise PageError(403, "Not allowed", "This form was sent from another site.")
+
+
+async def temporal_call(
+    services: Services, call: Callable[[Client], Awaitable[StatusView]]
+) -> StatusView:
+    """One call to Temporal, bounded in time; what cannot answer becomes a page. A refused
+    action passes through; an unknown referral is not found."""
+    try:
+        return await services.ask_temporal(call)
+    except referrals.ActionRefused:
+        raise
+    except referrals.ReferralError:
+        raise PageError(404, "Referral not found", "There is no such referral.") from None
+    except Unavailable:
+        raise PageError(
+            503, "Try again shortly", "The referral service cannot answer right now."
+        ) from None
+
+
+def taken(view: StatusView, action: Action) -> bool:
+    """Each action leads out of one state, which is never entered again: taken once, ever."""
+    return any(t.cause.kind == "action" and t.cause.name == action for t in view.transitions)
+
+
+@dataclass(frozen=True)
+class Form:
+    """What `_form.html` renders for one action: its fields, what was typed, the errors."""
+
+    action: str
+    title: str
+    effect: str
+    fields: tuple[str, ...]
+    reason_codes: list[tuple[str, str]]
+    values: dict[str, str]
+    errors: dict[str, str]
+    url: str = ""
+
+
+def form_for(
+    action: Action,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    url: str = "",
+) -> Form:
+    return Form(
+        action=str(action),
+        title=TITLES[action],
+        effect=EFFECTS[action],
+        fields=FIELDS[action],
+        reason_codes=reason_choices(action),
+        values=values or {},
+        errors=errors or {},
+        url=url,
+    )

@@ -1,0 +1,117 @@
+"""The pages a partner reaches from an email's one-click link.
+
+`GET /a/{token}` only reads: it shows what the partner may see now and a form for the
+link's one action (mail scanners and link previews fetch every link). `POST` takes the
+action through the same update the `referrals` command sends, once: again it says the action
+was already taken, and an action the referral no longer allows is refused with its status.
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+
+from starter import referrals
+from web.common import (
+    PageError,
+    ServicesDep,
+    check_origin,
+    form_for,
+    log,
+    taken,
+    templates,
+    temporal_call,
+)
+from web.forms import TITLES, read_form, refusal_field
+from web.links import ActionLink, InvalidLink
+from workflows.lifecycle import allowed_actions
+from workflows.models import StatusView
+
+router = APIRouter(include_in_schema=False)
+VIA_LINK = {"via": {"door": "email_link"}}
+
+
+def action_link(token: str, services: ServicesDep) -> ActionLink:
+    """The link's grant, or 403: tampered with, expired, or signed with an unknown key."""
+    if services.signer is None:
+        log.info("action link refused: no REFERRALS_LINK_KEYS configured")
+        raise PageError(403, "Link not valid", "This link is not valid (anymore).")
+    try:
+        return services.signer.verify_action(token)
+    except InvalidLink as invalid:
+        log.info("action link refused: %s", invalid.reason)
+        raise PageError(403, "Link not valid", "This link is not valid (anymore).") from None
+
+
+LinkDep = Annotated[ActionLink, Depends(action_link)]
+
+
+@router.get("/a/{token}", response_class=HTMLResponse)
+async def show_action(request: Request, link: LinkDep, services: ServicesDep) -> HTMLResponse:
+    view = await _view(services, link)
+    if taken(view, link.action):
+        return _page(request, "done.html", view, link, again=True)
+    if link.action not in allowed_actions(view.status):
+        return _page(request, "refused.html", view, link, status=409)
+    return _page(request, "action.html", view, link)
+
+
+@router.post("/a/{token}", response_class=HTMLResponse)
+async def take_action(request: Request, link: LinkDep, services: ServicesDep) -> HTMLResponse:
+    check_origin(request, services)
+    form = await request.form()
+    fields = {name: value for name, value in form.items() if isinstance(value, str)}
+    result = read_form(link.action, fields)
+    if result.errors:
+        view = await _view(services, link)
+        if taken(view, link.action):
+            return _page(request, "done.html", view, link, again=True)
+        return _page(
+            request, "action.html", view, link, status=422, values=fields, errors=result.errors
+        )
+    payload = {**result.payload, **VIA_LINK}
+    try:
+        view = await temporal_call(
+            services,
+            lambda c: referrals.act(c, link.rfi_id, link.partner_id, link.action, payload),
+        )
+    except referrals.ActionRefused as refused:
+        view = await _view(services, link)
+        if taken(view, link.action):
+            return _page(request, "done.html", view, link, again=True)
+        field = refusal_field(refused.reason, link.action)
+        if field is not None and link.action in allowed_actions(view.status):
+            errors = {field: refused.reason.removeprefix("invalid payload: ")}
+            return _page(
+                request, "action.html", view, link, status=422, values=fields, errors=errors
+            )
+        return _page(request, "refused.html", view, link, status=409)
+    return _page(request, "done.html", view, link)
+
+
+async def _view(services: ServicesDep, link: ActionLink) -> StatusView:
+    return await temporal_call(
+        services, lambda c: referrals.status(c, link.rfi_id, link.partner_id)
+    )
+
+
+def _page(
+    request: Request,
+    name: str,
+    view: StatusView,
+    link: ActionLink,
+    *,
+    status: int = 200,
+    again: bool = False,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+) -> HTMLResponse:
+    context = {
+        "view": view,
+        "title": TITLES[link.action],
+        "form": form_for(link.action, values, errors),
+        "again": again,
+        "now": datetime.now(UTC),
+    }
+    return templates(request).TemplateResponse(request, name, context, status_code=status)
