@@ -1,4 +1,4 @@
-"""`python -m bench lifecycle|events|open|heap|burst|compare ... [--json]`."""
+"""`python -m bench lifecycle|events|web|open|heap|burst|compare ... [--json]`."""
 
 import asyncio
 import json
@@ -98,6 +98,32 @@ def lifecycle_command(
     for system, trips in result.round_trips_per_lifecycle.items():
         counts = ", ".join(f"{name} {count}" for name, count in trips.as_json().items())
         console.print(f"Per lifecycle at saturation, {system}: {counts}")
+
+
+@app.command("web")
+def web_command(
+    lifecycles: Annotated[int, typer.Option(min=10, help="Lifecycles per path and load.")] = 200,
+    in_flight: Annotated[int, typer.Option(min=1, help="Closed-loop concurrency.")] = 50,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds, the two paths back to back.")] = 3,
+    as_json: AsJson = False,
+) -> None:
+    """An action through the partner API (one `referrals serve` process) against the same
+    update sent directly: actions a second at saturation, and the p99 the API adds at 50 %
+    of the direct path's saturation."""
+    from bench.web import run_web
+
+    result = measured(run_web(lifecycles, in_flight, rounds))
+    if as_json:
+        print_json(result)
+        return
+    Console().print(
+        f"at saturation: direct {result.direct_actions_per_s} actions/s, API "
+        f"{result.api_actions_per_s} ({result.ratio}x, rounds {list(result.round_ratios)}); "
+        f"at {result.offered_actions_per_s} actions/s offered: p99 direct "
+        f"{result.direct_p99_ms} ms, API {result.api_p99_ms} ms (+{result.p99_added_ms} ms), "
+        f"p50 {result.direct_p50_ms} / {result.api_p50_ms} ms; the service's CPU "
+        f"{result.service_cpu_ms_per_action} ms an action"
+    )
 
 
 @app.command("events")

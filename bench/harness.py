@@ -229,6 +229,7 @@ class Rig:
     worker: subprocess.Popen[bytes]
     baseline: subprocess.Popen[bytes]
     archive: ArchiveStore  # the referral worker's
+    environment: dict[str, str]  # the referral worker's: its server, queue, archive, outbox
 
 
 @contextlib.asynccontextmanager
@@ -243,7 +244,7 @@ async def bench_rig(
         archive = migrated_archive(env["REFERRALS_DATABASE_URL"])
         with referral_worker(env) as worker, baseline_worker(env, cache) as baseline:
             await polled(client, {queue: worker, BASELINE_QUEUE: baseline})
-            yield Rig(client, server.process, worker, baseline, archive)
+            yield Rig(client, server.process, worker, baseline, archive, env)
 
 
 # What the benchmarks submit and how they show their progress.

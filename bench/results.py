@@ -109,6 +109,31 @@ class ThroughputResult(Figures):
     median_action_ms_at_saturation: float
 
 
+# `bench web`
+
+
+@dataclass(frozen=True)
+class WebResult(Figures):
+    lifecycles: int  # per path, load and round: a direct start, then three actions
+    in_flight: int
+    rounds: int
+    # At saturation (closed loop): actions a second through each path, and the ratio of
+    # the API's to the direct path's (the median of the rounds', run back to back).
+    direct_actions_per_s: float
+    api_actions_per_s: float
+    ratio: float
+    round_ratios: tuple[float, ...]
+    # Both paths offered 50 % of the direct path's saturation rate.
+    offered_actions_per_s: float
+    direct_p99_ms: float
+    api_p99_ms: float
+    p99_added_ms: float
+    direct_p50_ms: float
+    api_p50_ms: float
+    service_cpu_ms_per_action: float  # the one `referrals serve` process, at saturation
+    cores: int
+
+
 # `bench compare`
 
 

@@ -191,6 +191,24 @@ def test_lifecycle_reports_both_systems_at_every_load(tmp_path: Path) -> None:
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_web_compares_the_api_with_the_direct_update() -> None:
+    result = bench("web", "--lifecycles", "10", "--in-flight", "5", "--rounds", "2")
+    assert (result["lifecycles"], result["in_flight"], result["rounds"]) == (10, 5, 2)
+    assert result["direct_actions_per_s"] > 0
+    assert result["api_actions_per_s"] > 0
+    assert len(result["round_ratios"]) == 2
+    assert result["ratio"] == pytest.approx(statistics.median(result["round_ratios"]), abs=0.002)
+    assert 0 < result["direct_p50_ms"] <= result["direct_p99_ms"]
+    assert 0 < result["api_p50_ms"] <= result["api_p99_ms"]
+    assert result["p99_added_ms"] == pytest.approx(
+        result["api_p99_ms"] - result["direct_p99_ms"], abs=0.15
+    )
+    assert result["offered_actions_per_s"] == pytest.approx(
+        result["direct_actions_per_s"] / 2, rel=0.05
+    )
+    assert result["service_cpu_ms_per_action"] > 0
+
+
 def test_open_referrals_all_become_missed() -> None:
     result = bench("open", "--referrals", "20", "--wait", "10", "--cache", "5")
     assert same_shape(result, {**OPEN_RUN, "runs": [OPEN_RUN]}), shape(result)
