@@ -82,3 +82,18 @@ async def test_a_body_past_16_kib_is_refused_declared_or_streamed(limited: Setti
         streamed = await web.post(f"/a/{token}", content=chunks(), headers=form)
         assert streamed.status_code == 413
         assert "over 16384 bytes" in streamed.text
+
+
+async def test_an_api_key_is_limited_wherever_it_calls_from(limited: Settings) -> None:
+    app = create_app(limited)
+    key = {"Authorization": "Bearer rpk_pk00_anything"}  # counted before it is checked
+    answers = []
+    for n in range(3):
+        transport = httpx.ASGITransport(app=app, client=(f"198.51.100.{n}", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL) as api:
+            answers.append(await api.post("/v1/referrals/rfi-1/actions/interested", headers=key))
+    assert [a.status_code for a in answers] == [401, 401, 429]
+    refused = answers[-1]
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["status"] == 429
+    assert int(refused.headers["retry-after"]) >= 1
