@@ -17,6 +17,7 @@ from archive.store import ArchiveStore
 from starter import referrals
 from starter.settings import Settings
 from tests.factories import DISTINCTIVE_CUSTOMER, DISTINCTIVE_TRACES, fresh_rfi, now_utc
+from tests.partner_web import served
 from web.app import create_app
 from workflows.models import Rfi, Status
 
@@ -163,6 +164,7 @@ async def test_keys_sizes_and_pages(
     queue: str,
     api: httpx.AsyncClient,
     keys: PartnerKeyStore,
+    settings: Settings,
 ) -> None:
     record, acme = keys.add("acme-consulting", None, datetime.now(UTC))
     for headers in ({}, bearer("rpk_nothing"), bearer(acme + "x"), {"Authorization": acme}):
@@ -201,7 +203,22 @@ async def test_keys_sizes_and_pages(
 
     assert keys.list("acme-consulting")[0].last_used_at is not None
     keys.revoke(record.id, datetime.now(UTC))
-    assert (await api.get("/v1/referrals", headers=bearer(acme))).status_code == 401
+    # A process that trusted the key refuses it within KEYS_CACHED_FOR; any other at once.
+    async with served(settings, dev_env.client) as other_process:
+        refused = await other_process.get("/v1/referrals", headers=bearer(acme))
+        assert refused.status_code == 401
+
+
+async def test_a_process_refuses_a_revoked_key_once_its_trust_runs_out(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings, keys: PartnerKeyStore
+) -> None:
+    monkeypatch.setattr("web.services.KEYS_CACHED_FOR", timedelta(seconds=0.5))
+    record, key = keys.add("acme-consulting", None, datetime.now(UTC))
+    async with served(settings) as api:
+        assert (await api.get("/v1/referrals", headers=bearer(key))).status_code == 200
+        keys.revoke(record.id, datetime.now(UTC))
+        await asyncio.sleep(0.6)
+        assert (await api.get("/v1/referrals", headers=bearer(key))).status_code == 401
 
 
 async def test_the_openapi_document_describes_the_api(api: httpx.AsyncClient) -> None:

@@ -22,6 +22,7 @@ from archive.idempotency import Answered, InProgress, Mismatch
 from archive.partner_keys import PartnerKey
 from starter import referrals
 from web.api_models import PartnerReferral, ReferralPage
+from web.common import ServicesDep
 from web.problems import Problem
 from web.services import Services, Unavailable
 from workflows.models import PAYLOAD_TYPES, Action, Id, Status, StatusView
@@ -42,14 +43,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def services(request: Request) -> Services:
-    found: Services = request.app.state.services
-    return found
-
-
-ServicesDep = Annotated[Services, Depends(services)]
-
-
 async def partner_key(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -64,9 +57,7 @@ async def partner_key(
     if credentials is None:
         raise unauthorized
     try:
-        key = await asyncio.to_thread(
-            services.partner_keys.authenticate, credentials.credentials, datetime.now(UTC)
-        )
+        key = await services.partner_key(credentials.credentials)
     except Exception:  # the archive is down: say so, not "unauthorized"
         raise Problem(503, "Unavailable", "the archive cannot answer right now") from None
     if key is None:

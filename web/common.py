@@ -28,7 +28,8 @@ class PageError(Exception):
         self.message = message
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    """Async, as every dependency here: a plain function would cost a thread hop."""
     found: Services = request.app.state.services
     return found
 

@@ -43,7 +43,7 @@ CLOSED_PAGE = 20
 VIA_INBOX = {"via": {"door": "inbox"}}
 
 
-def signed_in(request: Request, services: ServicesDep) -> str | None:
+async def signed_in(request: Request, services: ServicesDep) -> str | None:
     """The partner the session cookie names, if it is valid."""
     token = request.cookies.get(SESSION_COOKIE)
     if not token or services.signer is None:

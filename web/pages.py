@@ -32,7 +32,7 @@ router = APIRouter(include_in_schema=False)
 VIA_LINK = {"via": {"door": "email_link"}}
 
 
-def action_link(token: str, services: ServicesDep) -> ActionLink:
+async def action_link(token: str, services: ServicesDep) -> ActionLink:
     """The link's grant, or 403: tampered with, expired, or signed with an unknown key."""
     if services.signer is None:
         log.info("action link refused: no REFERRALS_LINK_KEYS configured")

@@ -11,6 +11,8 @@ import math
 import time
 
 from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage as AsyncMemoryStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter as AsyncSlidingWindow
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from starlette.datastructures import Headers
@@ -30,7 +32,10 @@ class RateLimits:
         self.app = app
         self.requests = RateLimitItemPerMinute(requests_per_minute)
         self.actions = RateLimitItemPerMinute(actions_per_minute)
-        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        # A sliding window of two counters, in the asyncio storage: a moving window keeps
+        # (and expires, in a thread) every request's time; the threaded storage starts a
+        # timer thread to expire its entries.
+        self.limiter = AsyncSlidingWindow(AsyncMemoryStorage())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -46,13 +51,13 @@ class RateLimits:
         limits = [self.requests, *([self.actions] if scope["method"] == "POST" else [])]
         for limit in limits:
             for key in keys:
-                if not self.limiter.hit(limit, key):
-                    await self._refuse(limit, key, path)(scope, receive, send)
+                if not await self.limiter.hit(limit, key):
+                    await (await self._refuse(limit, key, path))(scope, receive, send)
                     return
         await self.app(scope, receive, send)
 
-    def _refuse(self, limit: RateLimitItem, key: str, path: str) -> Response:
-        reset_at, _ = self.limiter.get_window_stats(limit, key)
+    async def _refuse(self, limit: RateLimitItem, key: str, path: str) -> Response:
+        reset_at, _ = await self.limiter.get_window_stats(limit, key)
         wait = max(1, math.ceil(reset_at - time.time()))
         what = "actions" if limit is self.actions else "requests"
         detail = f"too many {what}: at most {limit.amount} a minute; retry in {wait} s"

@@ -3,14 +3,16 @@ one Temporal client, connected on first use (so that the service starts, and say
 unhealthy, while Temporal is down)."""
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from cachetools import TTLCache
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine, text
 from temporalio.client import Client
@@ -20,7 +22,7 @@ from temporalio.service import RPCError
 from activities.directory import DirectoryFile
 from activities.mailers import Mailer
 from archive.idempotency import IdempotencyStore
-from archive.partner_keys import PartnerKeyStore
+from archive.partner_keys import PartnerKey, PartnerKeyStore
 from archive.sign_ins import SignInStore
 from archive.store import ArchiveStore
 from starter.client import connect
@@ -32,6 +34,9 @@ TEMPLATES = Path(__file__).parent / "templates"
 # How long a page waits for Temporal before it says to try again.
 TEMPORAL_TIMEOUT = timedelta(seconds=10)
 log = logging.getLogger("web")
+# How long a process trusts an API key it found live: every request asking the archive
+# would cost more than the update it carries.
+KEYS_CACHED_FOR = timedelta(seconds=10)
 
 
 class Unavailable(Exception):
@@ -58,6 +63,19 @@ class Services:
         self.directory = DirectoryFile(self.settings.partner_directory)
         self.templates = Jinja2Templates(directory=TEMPLATES)
         self.sign_in_emails = SignInEmails()
+        self._keys: TTLCache[str, PartnerKey] = TTLCache(10_000, KEYS_CACHED_FOR.total_seconds())
+
+    async def partner_key(self, key: str) -> PartnerKey | None:
+        """The live API key ``key`` is, or None. A key found is trusted for
+        ``KEYS_CACHED_FOR`` in this process (a revoked key is refused within that much);
+        one not found is looked up again each time."""
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        found: PartnerKey | None = self._keys.get(digest)
+        if found is None:
+            found = await asyncio.to_thread(self.partner_keys.authenticate, key, datetime.now(UTC))
+            if found is not None:
+                self._keys[digest] = found
+        return found
 
     def partner_name(self, partner_id: str) -> str:
         """The partner's name from the directory (its id when the directory cannot say)."""
