@@ -189,7 +189,15 @@ def checked_url(url: str, *, allow_private: bool = False) -> str:
         found = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as error:
         raise ValueError(f"{parts.hostname!r} does not resolve: {error}") from None
-    addresses = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found}
+    resolved = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found}
+    compatible = [a for a in resolved if _ipv4_compatible(a)]
+    if compatible:
+        raise ValueError(
+            f"{parts.hostname!r} resolves to {compatible[0]}, a deprecated IPv4-compatible "
+            "IPv6 address: refused"
+        )
+    # An IPv6 address that carries an IPv4 one reaches that IPv4 host: judge that one.
+    addresses = {embedded_ipv4(a) or a for a in resolved}
     loopback = all(address.is_loopback for address in addresses)
     if parts.scheme == "http" and not loopback:
         raise ValueError("plain http:// is for loopback only: use https://")
@@ -200,6 +208,31 @@ def checked_url(url: str, *, allow_private: bool = False) -> str:
             "(set REFERRALS_WEBHOOKS_ALLOW_PRIVATE=1 to allow it)"
         )
     return url
+
+
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052's well-known prefix
+
+
+def embedded_ipv4(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one leads to: IPv4-mapped, NAT64, 6to4 or Teredo."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    return None
+
+
+def _ipv4_compatible(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """`::a.b.c.d` (RFC 4291's deprecated form), not `::` nor `::1`."""
+    return isinstance(address, ipaddress.IPv6Address) and 1 < int(address) <= 0xFFFF_FFFF
 
 
 def next_try_in(failures: int, retry_after: float | None = None) -> timedelta | None:

@@ -2,6 +2,8 @@
 Test data lives in `tests/factories.py`, the servers themselves in `tests/servers.py`."""
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -52,7 +54,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server_url() -> Iterator[str]:
     """REFERRALS_TEST_POSTGRES_URL when given, else a PostgreSQL that pgserver starts offline."""
     given = os.environ.get("REFERRALS_TEST_POSTGRES_URL")
     if given:
@@ -60,11 +62,15 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         return
     import pgserver
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+    # A folder of its own, not under pytest's temporary root: another test run on this
+    # machine resets that root's permissions, locking the database's own user out.
+    folder = Path(tempfile.mkdtemp(prefix="referrals-postgres-"))
+    server = pgserver.get_server(folder, cleanup_mode="stop")
     try:
         yield server.get_uri()
     finally:
         server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

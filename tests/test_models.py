@@ -196,6 +196,24 @@ def test_close_date_must_be_written_yyyy_mm_dd(close_date: Any) -> None:
         parse_payload(Action.ACCEPT, {**ACCEPT, "estimated_close_date": close_date})
 
 
+# Digits of other scripts: Arabic-Indic, Devanagari, fullwidth, Eastern Arabic, mixed.
+@pytest.mark.parametrize(
+    "amount",
+    [
+        "\u0661\u0662\u0663",
+        "\u0967\u0968\u0969",
+        "\uff11\uff12\uff13",
+        "\u06f1\u06f2.\u06f5",
+        "12\u0663",
+    ],
+)
+def test_money_takes_ascii_digits_only(amount: str) -> None:
+    with pytest.raises(InvalidAction, match=r"a decimal string like 1250\.50"):
+        parse_payload(Action.ACCEPT, {**ACCEPT, "estimated_deal_value": amount})
+    with pytest.raises(InvalidAction, match="final_deal_value"):
+        parse_payload(Action.WON, {"final_deal_value": amount})
+
+
 @pytest.mark.parametrize("final", [0, "-1", "abc"])
 def test_bad_won_payload_is_rejected(final: Any) -> None:
     with pytest.raises(InvalidAction, match="final_deal_value") as caught:

@@ -37,6 +37,8 @@ def keys(*pairs: tuple[str, bytes]) -> str:
         "http://127.0.0.1:8080/hooks",
         "https://[::1]/h",
         "http://localhost:9/x",
+        "http://[::ffff:127.0.0.1]:8080/hooks",  # IPv4-mapped loopback
+        "https://[64:ff9b::5db8:d822]/hooks",  # NAT64 of a public address
     ],
 )
 def test_https_anywhere_public_and_http_on_loopback_may_be_called(url: str) -> None:
@@ -51,6 +53,14 @@ def test_https_anywhere_public_and_http_on_loopback_may_be_called(url: str) -> N
         ("https://192.168.0.10/hooks", "internal address"),
         ("https://169.254.169.254/latest/meta-data", "internal address"),
         ("https://[fd00::1]/hooks", "internal address"),
+        # IPv6 forms of an internal IPv4 address: mapped, NAT64, 6to4, Teredo, compatible.
+        ("https://[::ffff:169.254.169.254]/latest", "internal address"),
+        ("https://[64:ff9b::a9fe:a9fe]/latest", "internal address"),
+        ("https://[2002:a9fe:a9fe::]/latest", "internal address"),
+        ("https://[2001:0:4136:e378:8000:63bf:f5fe:fffc]/x", "internal address"),
+        ("https://[::169.254.169.254]/latest", "deprecated IPv4-compatible"),
+        ("https://[::10.0.0.1]/hooks", "deprecated IPv4-compatible"),
+        ("http://[::ffff:93.184.216.34]/hooks", "loopback only"),
         ("ftp://127.0.0.1/hooks", "not an http"),
         ("https://user:pw@93.184.216.34/", "user name or password"),
         ("hooks.example", "not an http"),

@@ -105,7 +105,8 @@ def _text_only(what: str) -> Any:
 
 def _decimal_text(value: Any) -> Any:
     if isinstance(value, bool) or (
-        isinstance(value, str) and not re.fullmatch(r"\d+(\.\d+)?", value.strip())
+        # ASCII digits: `\d` would take "١٢٣" (Arabic-Indic) and store it as 123.
+        isinstance(value, str) and not re.fullmatch(r"[0-9]+(\.[0-9]+)?", value.strip())
     ):
         raise ValueError("expected an amount as a JSON number or a decimal string like 1250.50")
     return value.strip() if isinstance(value, str) else value
