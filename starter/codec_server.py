@@ -5,7 +5,8 @@ sends them with its `X-Namespace` header. CORS answers the configured UI origin 
 errors too, so that the UI can show them. With REFERRALS_CODEC_TOKEN set every request must
 carry `Authorization: Bearer <token>`, or the session cookie that /login sets for a browser:
 the Temporal UI cannot send a static token, only cookies (TEMPORAL_CODEC_INCLUDE_CREDENTIALS).
-Without a token the server only listens on a loopback address.
+Without a token the server only listens on a loopback address, and answers only requests
+whose `Host` is a loopback name or address (DNS rebinding); bodies must be JSON.
 """
 
 import hashlib
@@ -95,6 +96,16 @@ def build_codec_app(
 
     def handler(transform: Transform) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
+            if token is None and not is_loopback(_host_name(request.host)):
+                # Without a token, loopback is the only guard: a page that rebinds its own
+                # name to 127.0.0.1 would reach this server under that name.
+                log.info("%s: refused a request for host %r", request.path, request.host[:100])
+                return web.json_response(
+                    {"error": "this server answers for loopback only"}, status=421
+                )
+            if request.content_type != "application/json":
+                # The UI and the CLI send JSON; a form or text/plain needs no CORS preflight.
+                return web.json_response({"error": "send application/json"}, status=415)
             if token is not None and not _authorized(request, token):
                 return web.json_response({"error": "missing or wrong bearer token"}, status=401)
             return await _apply(request, transform)
@@ -133,6 +144,13 @@ def build_codec_app(
         ]
     )
     return app
+
+
+def _host_name(host: str) -> str:
+    """The name or address of a `Host` header, without its port: `[::1]:8081` -> `::1`."""
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _same(given: str, expected: str) -> bool:

@@ -105,6 +105,30 @@ def test_without_a_token_the_command_refuses_to_listen_beyond_loopback(
     assert "Traceback" not in refused.stderr
 
 
+@pytest.mark.parametrize(
+    ("host", "content_type", "expected"),
+    [
+        ("127.0.0.1:18081", "application/json", 200),
+        ("localhost:18081", "application/json; charset=utf-8", 200),
+        ("[::1]:18081", "application/json", 200),
+        ("attacker.example:18081", "application/json", 421),  # DNS rebinding
+        ("127.0.0.1.attacker.example", "application/json", 421),
+        ("localhost:18081", "text/plain", 415),  # no CORS preflight for text/plain
+        ("localhost:18081", "application/x-www-form-urlencoded", 415),
+    ],
+)
+async def test_without_a_token_it_answers_loopback_names_and_json_only(
+    host: str, content_type: str, expected: int
+) -> None:
+    app = build_codec_app(EncryptionCodec(parse_keys(SPEC)), cors_origin=UI, token=None)
+    async with TestClient(TestServer(app)) as client:
+        headers = {"Host": host, "Content-Type": content_type}
+        answer = await client.post("/encode", data=body(plain(SECRET)), headers=headers)
+        assert answer.status == expected
+        if expected != 200:
+            assert_short_error(await answer.text())
+
+
 def post(url: str, data: str) -> tuple[int, Message, str]:
     request = urllib.request.Request(url, data=data.encode(), method="POST", headers=HEADERS)
     try:
