@@ -337,15 +337,20 @@ def test_submit_never_restarts_a_referral_temporal_forgot_but_the_archive_kept(
 def test_the_worker_serves_sdk_and_referral_metrics(
     environment: dict[str, str], worker_process: subprocess.Popen[bytes], tmp_path: Path
 ) -> None:
+    url = f"http://127.0.0.1:{environment['REFERRALS_METRICS_PORT']}/metrics"
     rfi_id, path = write_rfi(tmp_path)
     ok(run_referrals(environment, "submit", str(path), "--partners", "globex"))
+    before = refused_updates(url)  # other tests share this worker and its counters
+    for _ in range(2):  # refused before history: the metric is all that counts them
+        refused = run_referrals(environment, "act", rfi_id, "globex", "won")
+        assert refused.returncode == 1
+        assert "not allowed while New" in refused.stderr
     acted = ok(
         run_referrals(
             environment, "act", rfi_id, "globex", "no_thanks", "--reason-code", "no_capacity"
         )
     )
     assert json.loads(acted)["transitions"][-1]["reason_code"] == "no_capacity"
-    url = f"http://127.0.0.1:{environment['REFERRALS_METRICS_PORT']}/metrics"
 
     def scrape() -> str | None:
         text = urllib.request.urlopen(url, timeout=5).read().decode()
@@ -365,6 +370,19 @@ def test_the_worker_serves_sdk_and_referral_metrics(
     assert 'cause="action"' in transitions[0]
     assert 'from="New"' in transitions[0]
     assert 'reason="no_capacity"' in transitions[0]
+    assert refused_updates(url) == before + 2
+
+
+def refused_updates(url: str) -> float:
+    """The worker's count of `won` updates refused while New (0 before the first)."""
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    labels = ('action="won"', 'status="New"', 'message="update"')
+    counts = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("referral_actions_refused") and all(x in line for x in labels)
+    ]
+    return sum(counts)
 
 
 def test_worker_stops_gracefully_on_sigterm(worker_process: subprocess.Popen[bytes]) -> None:

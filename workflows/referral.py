@@ -64,6 +64,8 @@ LAST_CALL_PATCH = "last-call"
 # once (`Bookkeeping.coalescing`; a run it continues as new asks again at its first action).
 COALESCING_PATCH = "archive-coalescing"
 MAX_QUEUED_ACTIONS = 10  # signals kept while the referral starts; New takes at most 3 in a row
+# The metric's `action` label: a caller's unknown name counts as `unknown`, never itself.
+ACTION_NAMES = frozenset(str(action) for action in Action)
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -100,6 +102,11 @@ class ReferralWorkflow:
             "referral_transitions",
             "Referral transitions by from, to, cause and reason",
             "transitions",
+        )
+        self._refused_counter = workflow.metric_meter().create_counter(
+            "referral_actions_refused",
+            "Actions the referral refused, by action, status and how they came",
+            "actions",
         )
 
     @workflow.run
@@ -157,6 +164,7 @@ class ReferralWorkflow:
         except ActionRejected as rejected:
             workflow.logger.warning("Signal %.64r refused: %s", name, rejected.reason)
             referral.reject(name, now, rejected.reason)
+            self._count_refused(rejected, "signal")
             self._show()
 
     @workflow.update(dynamic=True)
@@ -185,7 +193,14 @@ class ReferralWorkflow:
         try:
             self.referral.validate(*self._read(name, args), workflow.now())
         except ActionRejected as rejected:
+            # Refused before history, so counted where operators see it: the metric alone.
+            self._count_refused(rejected, "update")
             raise _as_application_error(rejected) from None
+
+    def _count_refused(self, rejected: ActionRejected, message: str) -> None:
+        action = rejected.action if rejected.action in ACTION_NAMES else "unknown"
+        labels = {"action": action, "status": str(rejected.status), "message": message}
+        self._refused_counter.add(1, labels)
 
     # --- Starting -----------------------------------------------------------------------
 
