@@ -27,6 +27,7 @@ from workflows.models import Rfi, referral_workflow_id
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 DEMO_PARTNERS = ("acme-consulting", "globex", "initech")
+MAX_BLOB_BYTES = 256 * 1024  # the server's limit on one payload, as in production
 # Short deadlines so that the whole lifecycle, Missed included, plays out in minutes.
 DEMO_DEADLINES = {"remind_after": "PT1M", "respond_within": "PT2M", "decide_within": "PT5M"}
 
@@ -62,6 +63,9 @@ def dev_server_command(db_file: Path, port: int, ui_port: int) -> list[str]:
         "journal_mode=wal",
         "--sqlite-pragma",
         "synchronous=NORMAL",
+        # As deploy/temporal/dynamicconfig.yaml: payloads over 256 KiB refused at the door.
+        "--dynamic-config-value",
+        f"limit.blobSize.error={MAX_BLOB_BYTES}",
         *attributes,
     ]
 

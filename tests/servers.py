@@ -34,6 +34,7 @@ from temporalio.worker import Replayer, Worker
 
 from activities.mailers import SendGridMailer
 from archive.database import archive_url
+from starter.dev import MAX_BLOB_BYTES
 from starter.settings import Settings
 from tests.emails import SENDER
 from tests.factories import ROOT, SAMPLES
@@ -81,6 +82,11 @@ async def start_dev_server() -> WorkflowEnvironment:
         dev_server_existing_path=binary("temporal"),
         search_attributes=list(SEARCH_ATTRIBUTE_KEYS),
         ui=False,
+        # As in production (deploy/temporal/dynamicconfig.yaml): over 256 KiB is refused.
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            f"limit.blobSize.error={MAX_BLOB_BYTES}",
+        ],
     )
 
 

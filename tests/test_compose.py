@@ -251,3 +251,14 @@ def test_every_setting_is_documented_in_the_configuration_table() -> None:
     variables |= {field.alias or name.upper() for name, field in Settings.model_fields.items()}
     missing = sorted(v for v in variables if f"`{v}`" not in table)
     assert not missing, f"not in docs/operations.md's configuration table: {missing}"
+
+
+def test_every_server_refuses_payloads_over_256_kib() -> None:
+    """Production, `referrals dev` and the tests' servers share one door."""
+    from starter.dev import MAX_BLOB_BYTES, dev_server_command
+
+    config = yaml.safe_load((ROOT / "deploy/temporal/dynamicconfig.yaml").read_text())
+    assert config["limit.blobSize.error"] == [{"value": MAX_BLOB_BYTES, "constraints": {}}]
+    assert MAX_BLOB_BYTES == 256 * 1024
+    command = dev_server_command(Path("temporal.db"), 7233, 8233)
+    assert f"limit.blobSize.error={MAX_BLOB_BYTES}" in command
