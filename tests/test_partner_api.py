@@ -231,3 +231,11 @@ async def test_the_openapi_document_describes_the_api(api: httpx.AsyncClient) ->
     assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     act = document["paths"]["/v1/referrals/{rfi_id}/actions/{action}"]["post"]
     assert {"200", "401", "404", "409", "413", "422", "429"} <= set(act["responses"])
+
+
+def test_a_partners_view_is_the_status_view_without_the_marketplaces_bookkeeping() -> None:
+    from web.api_models import PartnerReferral
+    from workflows.models import StatusView
+
+    shared = set(StatusView.model_fields) - {"emails", "rejected_actions"}
+    assert set(PartnerReferral.model_fields) == shared | {"updated_at", "allowed_actions"}

@@ -114,19 +114,10 @@ class PartnerReferral(BaseModel):
         )
 
 
-_SHARED = (
-    "rfi_id",
-    "partner_id",
-    "status",
-    "region",
-    "location",
-    "received_at",
-    "first_response_at",
-    "deadline",
-    "overview",
-    "customer",
-    "deal",
-    "transitions",
+# The status view's fields the partner sees; its emails and refused signals stay with the
+# marketplace.
+_SHARED = tuple(
+    name for name in StatusView.model_fields if name not in {"emails", "rejected_actions"}
 )
 
 
