@@ -3,16 +3,17 @@ ask Temporal, the origin check of every form, and the forms themselves."""
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
 from temporalio.client import Client
 
 from starter import referrals
-from web.forms import EFFECTS, FIELDS, TITLES, reason_choices
+from web.forms import EFFECTS, FIELDS, TITLES, read_form, reason_choices, refusal_field
 from web.services import Services, Unavailable
+from workflows.lifecycle import allowed_actions
 from workflows.models import Action, StatusView
 
 log = logging.getLogger("web")
@@ -71,6 +72,44 @@ async def temporal_call(
 def taken(view: StatusView, action: Action) -> bool:
     """Each action leads out of one state, which is never entered again: taken once, ever."""
     return any(t.cause.kind == "action" and t.cause.name == action for t in view.transitions)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a submitted form came to: `done`, `again` (taken before, nothing done twice),
+    `invalid` (the action is still allowed; what was typed and what is wrong, by field) or
+    `refused` (the referral no longer allows it)."""
+
+    kind: Literal["done", "again", "invalid", "refused"]
+    view: StatusView
+    values: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+async def submit(
+    request: Request, services: Services, rfi_id: str, partner_id: str, action: Action, door: str
+) -> Outcome:
+    """Take ``action`` with the submitted form's fields, through the door ``door``, once."""
+    form = await request.form()
+    values = {name: value for name, value in form.items() if isinstance(value, str)}
+    result = read_form(action, values)
+    errors = result.errors
+    if not errors:
+        payload = {**result.payload, "via": {"door": door}}
+        try:
+            view = await temporal_call(
+                services, lambda c: referrals.act(c, rfi_id, partner_id, action, payload)
+            )
+            return Outcome("done", view)
+        except referrals.ActionRefused as refused:
+            name = refusal_field(refused.reason, action)
+            errors = {name: refused.reason.removeprefix("invalid payload: ")} if name else {}
+    view = await temporal_call(services, lambda c: referrals.status(c, rfi_id, partner_id))
+    if taken(view, action):
+        return Outcome("again", view)
+    if errors and action in allowed_actions(view.status):
+        return Outcome("invalid", view, values, errors)
+    return Outcome("refused", view)
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,11 @@ from web.common import (
     ServicesDep,
     check_origin,
     form_for,
-    taken,
+    submit,
     templates,
     temporal_call,
 )
-from web.forms import TITLES, read_form, refusal_field
+from web.forms import TITLES
 from web.links import SESSION_LIFETIME, InvalidLink, SignIn
 from web.services import Services
 from workflows.lifecycle import allowed_actions
@@ -40,7 +40,6 @@ router = APIRouter(prefix="/inbox", include_in_schema=False)
 
 SESSION_COOKIE = "referrals_session"
 CLOSED_PAGE = 20
-VIA_INBOX = {"via": {"door": "inbox"}}
 
 
 async def signed_in(request: Request, services: ServicesDep) -> str | None:
@@ -186,30 +185,21 @@ async def act(
     check_origin(request, services)
     if partner is None:
         return RedirectResponse("/inbox", status_code=303)
-    form = await request.form()
-    fields = {name: value for name, value in form.items() if isinstance(value, str)}
-    result = read_form(action, fields)
-    if result.errors:
-        view = await _view(services, rfi_id, partner)
-        return _referral_page(request, view, action, fields, result.errors, status=422)
-    payload = {**result.payload, **VIA_INBOX}
-    try:
-        view = await temporal_call(
-            services, lambda c: referrals.act(c, rfi_id, partner, action, payload)
-        )
-    except referrals.ActionRefused as refused:
-        view = await _view(services, rfi_id, partner)
-        if taken(view, action):
-            notice = f'"{TITLES[action]}" was already taken; nothing was done twice.'
+    outcome = await submit(request, services, rfi_id, partner, action, door="inbox")
+    view, title = outcome.view, TITLES[action]
+    match outcome.kind:
+        case "done":
+            notice = f'"{title}" is recorded. The referral is now {view.status}.'
             return _referral_page(request, view, notice=notice)
-        field = refusal_field(refused.reason, action)
-        if field is not None and action in allowed_actions(view.status):
-            errors = {field: refused.reason.removeprefix("invalid payload: ")}
-            return _referral_page(request, view, action, fields, errors, status=422)
-        notice = f'"{TITLES[action]}" is not possible any more: the referral is {view.status}.'
-        return _referral_page(request, view, notice=notice, status=409)
-    notice = f'"{TITLES[action]}" is recorded. The referral is now {view.status}.'
-    return _referral_page(request, view, notice=notice)
+        case "again":
+            notice = f'"{title}" was already taken; nothing was done twice.'
+            return _referral_page(request, view, notice=notice)
+        case "invalid":
+            errors = outcome.errors
+            return _referral_page(request, view, action, outcome.values, errors, status=422)
+        case _:  # "refused"
+            notice = f'"{title}" is not possible any more: the referral is {view.status}.'
+            return _referral_page(request, view, notice=notice, status=409)
 
 
 def _referral_page(

@@ -19,17 +19,17 @@ from web.common import (
     check_origin,
     form_for,
     log,
+    submit,
     taken,
     templates,
     temporal_call,
 )
-from web.forms import TITLES, read_form, refusal_field
+from web.forms import TITLES
 from web.links import ActionLink, InvalidLink
 from workflows.lifecycle import allowed_actions
 from workflows.models import StatusView
 
 router = APIRouter(include_in_schema=False)
-VIA_LINK = {"via": {"door": "email_link"}}
 
 
 async def action_link(token: str, services: ServicesDep) -> ActionLink:
@@ -60,34 +60,22 @@ async def show_action(request: Request, link: LinkDep, services: ServicesDep) ->
 @router.post("/a/{token}", response_class=HTMLResponse)
 async def take_action(request: Request, link: LinkDep, services: ServicesDep) -> HTMLResponse:
     check_origin(request, services)
-    form = await request.form()
-    fields = {name: value for name, value in form.items() if isinstance(value, str)}
-    result = read_form(link.action, fields)
-    if result.errors:
-        view = await _view(services, link)
-        if taken(view, link.action):
+    outcome = await submit(
+        request, services, link.rfi_id, link.partner_id, link.action, door="email_link"
+    )
+    view = outcome.view
+    match outcome.kind:
+        case "done":
+            return _page(request, "done.html", view, link)
+        case "again":
             return _page(request, "done.html", view, link, again=True)
-        return _page(
-            request, "action.html", view, link, status=422, values=fields, errors=result.errors
-        )
-    payload = {**result.payload, **VIA_LINK}
-    try:
-        view = await temporal_call(
-            services,
-            lambda c: referrals.act(c, link.rfi_id, link.partner_id, link.action, payload),
-        )
-    except referrals.ActionRefused as refused:
-        view = await _view(services, link)
-        if taken(view, link.action):
-            return _page(request, "done.html", view, link, again=True)
-        field = refusal_field(refused.reason, link.action)
-        if field is not None and link.action in allowed_actions(view.status):
-            errors = {field: refused.reason.removeprefix("invalid payload: ")}
+        case "invalid":
+            values, errors = outcome.values, outcome.errors
             return _page(
-                request, "action.html", view, link, status=422, values=fields, errors=errors
+                request, "action.html", view, link, status=422, values=values, errors=errors
             )
-        return _page(request, "refused.html", view, link, status=409)
-    return _page(request, "done.html", view, link)
+        case _:  # "refused"
+            return _page(request, "refused.html", view, link, status=409)
 
 
 async def _view(services: ServicesDep, link: ActionLink) -> StatusView:
