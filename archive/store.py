@@ -1,9 +1,9 @@
 """Writing referrals to the archive, idempotently, and reading them back."""
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from sqlalchemy import Engine, Executable, Select, Table, and_, exists, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -27,7 +27,6 @@ TRANSITIONS = cast(Table, TransitionRow.__table__)
 EVENTS = cast(Table, EventRow.__table__)
 EVENTS_LOCK = 0x5245_4645  # PostgreSQL's advisory lock key for writing events ("REFE")
 OPEN_STATUSES = frozenset(Status) - CLOSED_STATUSES
-Rows = TypeVar("Rows", bound=Select[Any])
 
 
 @dataclass(frozen=True)
@@ -148,20 +147,30 @@ class ArchiveStore:
         self,
         partner_id: str,
         *,
-        status: str | None = None,
+        statuses: Collection[str] | None = None,
         updated_since: datetime | None = None,
         after: tuple[datetime, str] | None = None,
         limit: int = 50,
     ) -> list[ReferralRow]:
-        """One partner's referrals with their transitions, the latest change first (ties by
-        workflow id); the page after ``after``, the (updated_at, workflow id) of the last
-        row of the previous page."""
+        """One partner's referrals (in one of ``statuses``, if given) with their transitions,
+        the latest change first (ties by workflow id); the page after ``after``, the
+        (updated_at, workflow id) of the last row of the previous page."""
         query = select(ReferralRow).where(ReferralRow.partner_id == partner_id)
-        if status is not None:
-            query = query.where(ReferralRow.status == status)
+        if statuses is not None:
+            query = query.where(ReferralRow.status.in_(list(statuses)))
         if updated_since is not None:
             query = query.where(ReferralRow.updated_at >= updated_since)
-        query = _latest_change_first(query, after)
+        if after is not None:
+            updated_at, workflow_id = after
+            query = query.where(
+                or_(
+                    ReferralRow.updated_at < updated_at,
+                    and_(
+                        ReferralRow.updated_at == updated_at, ReferralRow.workflow_id > workflow_id
+                    ),
+                )
+            )
+        query = query.order_by(ReferralRow.updated_at.desc(), ReferralRow.workflow_id)
         with Session(self.engine) as session:
             return list(
                 session.scalars(query.options(selectinload(ReferralRow.transitions)).limit(limit))
@@ -182,37 +191,11 @@ class ArchiveStore:
         with Session(self.engine) as session:
             return list(session.scalars(query))
 
-    def partner_closed(
-        self, partner_id: str, *, after: tuple[datetime, str] | None = None, limit: int = 20
-    ) -> list[ReferralRow]:
-        """One partner's closed referrals, the latest closed first, a page after ``after``."""
-        query = select(ReferralRow).where(
-            ReferralRow.partner_id == partner_id,
-            ReferralRow.status.in_([str(s) for s in CLOSED_STATUSES]),
-        )
-        query = _latest_change_first(query, after)
-        with Session(self.engine) as session:
-            return list(session.scalars(query.limit(limit)))
-
     def partners_of_rfi(self, rfi_id: str) -> set[str]:
         with Session(self.engine) as session:
             return set(
                 session.scalars(select(ReferralRow.partner_id).where(ReferralRow.rfi_id == rfi_id))
             )
-
-
-def _latest_change_first(query: Rows, after: tuple[datetime, str] | None) -> Rows:
-    """Ordered by the last change, newest first (ties by workflow id), from the row after
-    ``after``: the (updated_at, workflow id) of the last row of the previous page."""
-    if after is not None:
-        updated_at, workflow_id = after
-        query = query.where(
-            or_(
-                ReferralRow.updated_at < updated_at,
-                and_(ReferralRow.updated_at == updated_at, ReferralRow.workflow_id > workflow_id),
-            )
-        )
-    return query.order_by(ReferralRow.updated_at.desc(), ReferralRow.workflow_id)
 
 
 def _filtered(

@@ -6,10 +6,7 @@ that a key never learns what it may not see. Actions go through the same update 
 """
 
 import asyncio
-import base64
-import binascii
 import hashlib
-import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -22,7 +19,7 @@ from archive.idempotency import Answered, InProgress, Mismatch
 from archive.partner_keys import PartnerKey
 from starter import referrals
 from web.api_models import PartnerReferral, ReferralPage
-from web.common import ServicesDep
+from web.common import ServicesDep, page_after, position
 from web.problems import Problem
 from web.services import Services, Unavailable
 from workflows.models import PAYLOAD_TYPES, Action, Id, Status, StatusView
@@ -83,19 +80,22 @@ async def list_referrals(
     (at most a second behind each transition)."""
     if updated_since is not None and updated_since.tzinfo is None:
         raise Problem(422, "Invalid request", "updated_since needs an offset (Z or +02:00)")
-    position = _cursor(after) if after else None
+    try:
+        start = position(after) if after else None
+    except ValueError:
+        raise Problem(422, "Invalid request", "after is not a cursor this API gave") from None
     rows = await _archive(
         services.archive_store.partner_referrals,
         key.partner_id,
-        status=None if status is None else str(status),
+        statuses=None if status is None else [str(status)],
         updated_since=updated_since,
-        after=position,
+        after=start,
         limit=limit + 1,
     )
     items = [PartnerReferral.of_row(row) for row in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None
     return ReferralPage(
-        items=items, next=_next_cursor(last.updated_at, last.workflow_id) if last else None
+        items=items, next=page_after(last.updated_at, last.workflow_id) if last else None
     )
 
 
@@ -263,18 +263,3 @@ def _fields(error: ValidationError) -> list[dict[str, str]]:
 
 def _media(status: int) -> str:
     return "application/json" if status < 400 else "application/problem+json"
-
-
-def _next_cursor(updated_at: datetime, workflow_id: str) -> str:
-    raw = json.dumps([updated_at.isoformat(), workflow_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _cursor(text: str) -> tuple[datetime, str]:
-    try:
-        updated_at, workflow_id = json.loads(
-            base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        )
-        return datetime.fromisoformat(updated_at), str(workflow_id)
-    except (ValueError, TypeError, binascii.Error):
-        raise Problem(422, "Invalid request", "after is not a cursor this API gave") from None

@@ -1,9 +1,13 @@
 """What the partner's pages share: who the service is, the page errors, the one way they
 ask Temporal, the origin check of every form, and the forms themselves."""
 
+import base64
+import binascii
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
@@ -110,6 +114,23 @@ async def submit(
     if errors and action in allowed_actions(view.status):
         return Outcome("invalid", view, values, errors)
     return Outcome("refused", view)
+
+
+def page_after(updated_at: datetime, workflow_id: str) -> str:
+    """The opaque position of a page's last referral, for the next page's `after`."""
+    raw = json.dumps([updated_at.isoformat(), workflow_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def position(after: str) -> tuple[datetime, str]:
+    """What `page_after` made; ValueError for anything else."""
+    try:
+        updated_at, workflow_id = json.loads(
+            base64.urlsafe_b64decode(after + "=" * (-len(after) % 4))
+        )
+        return datetime.fromisoformat(updated_at), str(workflow_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise ValueError("not a position this service gave") from None
 
 
 @dataclass(frozen=True)

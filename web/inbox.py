@@ -25,6 +25,8 @@ from web.common import (
     ServicesDep,
     check_origin,
     form_for,
+    page_after,
+    position,
     submit,
     templates,
     temporal_call,
@@ -32,7 +34,7 @@ from web.common import (
 from web.forms import TITLES
 from web.links import SESSION_LIFETIME, InvalidLink, SignIn
 from web.services import Services
-from workflows.lifecycle import allowed_actions
+from workflows.lifecycle import CLOSED_STATUSES, allowed_actions
 from workflows.models import Action, Status, StatusView
 
 log = logging.getLogger("web")
@@ -40,6 +42,7 @@ router = APIRouter(prefix="/inbox", include_in_schema=False)
 
 SESSION_COOKIE = "referrals_session"
 CLOSED_PAGE = 20
+CLOSED = [str(status) for status in CLOSED_STATUSES]
 
 
 async def signed_in(request: Request, services: ServicesDep) -> str | None:
@@ -62,12 +65,21 @@ async def inbox(
 ) -> Response:
     if partner is None:
         return _page(request, "sign_in.html", {"sent": False, "email": None, "error": None})
-    cursor = _cursor(after)
+    try:
+        start = position(after) if after else None
+    except ValueError:
+        raise PageError(404, "Page not found", "That page of the inbox does not exist.") from None
     store = services.archive_store
     try:
         open_rows, closed_rows = await asyncio.gather(
             asyncio.to_thread(store.partner_open, partner),
-            asyncio.to_thread(store.partner_closed, partner, after=cursor, limit=CLOSED_PAGE + 1),
+            asyncio.to_thread(
+                store.partner_referrals,
+                partner,
+                statuses=CLOSED,
+                after=start,
+                limit=CLOSED_PAGE + 1,
+            ),
         )
     except Exception:
         log.warning("the archive did not answer the inbox")
@@ -91,7 +103,7 @@ async def inbox(
             for row in open_rows
         ],
         "closed": closed_rows[:CLOSED_PAGE],
-        "next": f"{last.updated_at.isoformat()}~{last.workflow_id}" if last else None,
+        "next": page_after(last.updated_at, last.workflow_id) if last else None,
         "after": after,
         "now": now,
         "titles": {str(a): t for a, t in TITLES.items()},
@@ -272,16 +284,6 @@ def _page(
 ) -> HTMLResponse:
     context = {"title": "Partner inbox", **context}
     return templates(request).TemplateResponse(request, name, context, status_code=status)
-
-
-def _cursor(after: str | None) -> tuple[datetime, str] | None:
-    if not after:
-        return None
-    moment, _, workflow_id = after.partition("~")
-    try:
-        return datetime.fromisoformat(moment), workflow_id
-    except ValueError:
-        raise PageError(404, "Page not found", "That page of the inbox does not exist.") from None
 
 
 def _short(text: str, width: int = 120) -> str:
