@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.templating import Jinja2Templates
@@ -16,11 +16,13 @@ from temporalio.client import Client
 
 from starter import referrals
 from web.forms import EFFECTS, FIELDS, TITLES, read_form, reason_choices, refusal_field
+from web.links import InvalidLink, LinkSigner
 from web.services import Services, Unavailable
 from workflows.lifecycle import allowed_actions
 from workflows.models import Action, StatusView
 
 log = logging.getLogger("web")
+T = TypeVar("T")
 
 
 class PageError(Exception):
@@ -45,6 +47,21 @@ def templates(request: Request) -> Jinja2Templates:
 
 
 ServicesDep = Annotated[Services, Depends(services)]
+
+
+def granted(services: Services, verify: Callable[[LinkSigner], T], what: str) -> T:
+    """What a signed token grants (``verify`` reads it with the service's keys), or 403:
+    tampered with, expired, of another kind or signed with an unknown key. The log line
+    names ``what`` and why, never the token."""
+    invalid = PageError(403, "Link not valid", "This link is not valid (anymore).")
+    if services.signer is None:
+        log.info("%s refused: no REFERRALS_LINK_KEYS configured", what)
+        raise invalid
+    try:
+        return verify(services.signer)
+    except InvalidLink as refused:
+        log.info("%s refused: %s", what, refused.reason)
+        raise invalid from None
 
 
 def check_origin(request: Request, services: Services) -> None:

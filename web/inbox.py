@@ -25,6 +25,7 @@ from web.common import (
     ServicesDep,
     check_origin,
     form_for,
+    granted,
     page_after,
     position,
     submit,
@@ -243,13 +244,7 @@ async def _view(services: Services, rfi_id: str, partner_id: str) -> StatusView:
 
 
 def _sign_in_link(services: Services, token: str) -> SignIn:
-    if services.signer is None:
-        raise PageError(403, "Link not valid", "This link is not valid (anymore).")
-    try:
-        return services.signer.verify_sign_in(token)
-    except InvalidLink as invalid:
-        log.info("sign-in link refused: %s", invalid.reason)
-        raise PageError(403, "Link not valid", "This link is not valid (anymore).") from None
+    return granted(services, lambda signer: signer.verify_sign_in(token), "sign-in link")
 
 
 def _send_sign_in(services: Services, email: str) -> None:

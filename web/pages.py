@@ -14,18 +14,17 @@ from fastapi.responses import HTMLResponse
 
 from starter import referrals
 from web.common import (
-    PageError,
     ServicesDep,
     check_origin,
     form_for,
-    log,
+    granted,
     submit,
     taken,
     templates,
     temporal_call,
 )
 from web.forms import TITLES
-from web.links import ActionLink, InvalidLink
+from web.links import ActionLink
 from workflows.lifecycle import allowed_actions
 from workflows.models import StatusView
 
@@ -33,15 +32,8 @@ router = APIRouter(include_in_schema=False)
 
 
 async def action_link(token: str, services: ServicesDep) -> ActionLink:
-    """The link's grant, or 403: tampered with, expired, or signed with an unknown key."""
-    if services.signer is None:
-        log.info("action link refused: no REFERRALS_LINK_KEYS configured")
-        raise PageError(403, "Link not valid", "This link is not valid (anymore).")
-    try:
-        return services.signer.verify_action(token)
-    except InvalidLink as invalid:
-        log.info("action link refused: %s", invalid.reason)
-        raise PageError(403, "Link not valid", "This link is not valid (anymore).") from None
+    """The link's grant, or 403."""
+    return granted(services, lambda signer: signer.verify_action(token), "action link")
 
 
 LinkDep = Annotated[ActionLink, Depends(action_link)]
