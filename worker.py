@@ -55,6 +55,7 @@ def build_worker(
     task_queue: str | None = None,
     directory: DirectoryFile | None = None,
     mailer: Mailer | None = None,
+    renderer: EmailRenderer | None = None,
 ) -> Worker:
     directory = directory or DirectoryFile(settings.partner_directory)
     directory.load()  # a missing or malformed directory stops the worker at start
@@ -68,7 +69,9 @@ def build_worker(
             DirectoryActivities(directory).look_up_contact,
             ArchiveActivities(archive).record_referral,
             SuggestionActivities(directory, archive, client).suggest_partners,
-            EmailActivities(mailer or build_mailer(settings), build_renderer(settings)).send_email,
+            EmailActivities(
+                mailer or build_mailer(settings), renderer or build_renderer(settings)
+            ).send_email,
         ],
         activity_executor=executor,
         # Activities are blocking calls: the executor has as many threads as this allows.
@@ -150,7 +153,7 @@ async def main() -> None:
     except ValueError as error:
         raise SystemExit(f"error: SENDGRID_FROM: {error}") from None
     try:
-        build_renderer(settings)
+        renderer = build_renderer(settings)
     except LinkKeyError as error:
         raise SystemExit(f"error: {error}") from None
     try:
@@ -178,7 +181,9 @@ async def main() -> None:
         ThreadPoolExecutor(max_workers=settings.webhook_senders) as senders,
     ):
         async with (
-            build_worker(client, settings, executor, directory=directory, mailer=mailer),
+            build_worker(
+                client, settings, executor, directory=directory, mailer=mailer, renderer=renderer
+            ),
             build_delivery_worker(client, settings, senders),
         ):
             await ensure_deliveries(client, settings)
