@@ -91,14 +91,16 @@ def build_delivery_worker(
     *,
     poll_interval: float = POLL_INTERVAL_S,
     pump_for: float = PUMP_FOR_S,
+    sender: WebhookSender | None = None,
 ) -> Worker:
     """Webhook delivery on its own task queue and threads (``settings.webhook_senders``):
-    an endpoint that never answers holds some of these, never the referrals' slots."""
+    an endpoint that does not answer holds one of these at most, never the referrals'
+    slots."""
     webhooks = open_webhooks(settings)
     activities = WebhookActivities(
         webhooks,
         DeliveryStore(webhooks.engine),
-        WebhookSender(),
+        sender or WebhookSender(),
         poll_interval=poll_interval,
         pump_for=pump_for,
         allow_private=settings.webhooks_allow_private,

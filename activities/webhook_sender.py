@@ -10,18 +10,30 @@ What a send raises, for the delivery to decide what comes next (no Temporal type
 - ``EndpointGone``: 410, the receiver asks never to be called again;
 - ``EventRefused``: any other 4xx but 408 and 429, or a redirect (never followed: the
   endpoint's URL is what was registered), this event is refused for good;
-- ``TryAgain``: a timeout, a connection error, 408, 429 or 5xx; ``retry_after`` carries the
-  receiver's `Retry-After` in seconds when it gave one.
+- ``TryAgain``: no answer within the deadline, a connection error, 408, 429 or 5xx;
+  ``retry_after`` carries the receiver's `Retry-After` in seconds when it gave one, and
+  ``answered`` says whether the endpoint answered at all.
+
+Every send has one deadline, ``TIMEOUT_S`` from its start, for everything it waits on:
+the connection (and its TLS handshake), writing the request, reading the status line and
+headers, and reading the answer's body. A receiver that drips its answer a byte at a time
+is cut off at the deadline like one that never answers. Of the body, at most
+``MAX_ANSWER_BYTES`` are read: a larger one, or one that does not end in time, drops the
+connection, and the status already read stands (the body is never used).
 """
 
 import http.client
+import io
 import ipaddress
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import partial
+from typing import cast
 from urllib.parse import SplitResult, urlsplit
 
 from standardwebhooks.webhooks import Webhook
@@ -63,6 +75,10 @@ class TryAgain(Exception):
         self.retry_after = retry_after
         self.status = status  # the HTTP status, if the endpoint answered
 
+    @property
+    def answered(self) -> bool:
+        return self.status is not None
+
 
 @dataclass(frozen=True)
 class Signed:
@@ -92,15 +108,16 @@ def signed(secrets: list[str], event_id: str, body: str, now: datetime) -> Signe
 
 
 class WebhookSender:
-    """POSTs a signed event; returns the 2xx status or raises one of the errors above.
+    """POSTs a signed event within ``timeout_s``; returns the 2xx status or raises one of
+    the errors above.
 
     With the standard library's `http.client`, keeping one connection per endpoint and
     thread alive between events: a new TCP (and TLS) handshake per event would cost more
-    than the rest of delivery, and `httpx`, tried first, spent 87 % of the pump's CPU on a
-    request to a receiver on loopback (docs/performance.md). Redirects are not followed;
-    at most ``MAX_ANSWER_BYTES`` of an answer are read, and a larger one drops the
-    connection. A kept connection that the endpoint closed meanwhile is opened again once.
-    Proxy variables (`HTTPS_PROXY`) are not used.
+    than the rest of delivery; `httpx` spent 87 % of the pump's CPU on a request to a
+    receiver on loopback, and neither it nor `urllib3` bounds a send as a whole (their
+    read timeout is per read: docs/performance.md has the measures). Redirects are not
+    followed. A kept connection that the endpoint closed meanwhile is opened again once,
+    within the same deadline. Proxy variables (`HTTPS_PROXY`) are not used.
     """
 
     def __init__(self, timeout_s: float = TIMEOUT_S) -> None:
@@ -115,20 +132,25 @@ class WebhookSender:
             target += "?" + parts.query
         headers = event.headers()
         body = event.body.encode()
+        deadline = time.monotonic() + self._timeout_s
         try:
             connection, reused = self._connection(parts)
             try:
-                status, retry_after = _post(connection, target, body, headers)
+                status, retry_after = _post(connection, target, body, headers, deadline)
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                 connection.close()
                 if not reused:
                     raise
                 # The endpoint closed the kept connection while it was idle: a fresh one.
-                status, retry_after = _post(connection, target, body, headers)
-        except (TimeoutError, OSError, http.client.HTTPException) as error:
-            # Connection refused or reset, DNS, TLS, a timeout, an unreadable answer.
+                status, retry_after = _post(connection, target, body, headers, deadline)
+        except (OSError, http.client.HTTPException) as error:
+            # A timeout, connection refused or reset, DNS, TLS, an answer that is not HTTP.
             self._forget(parts)
-            raise TryAgain(f"no answer from the endpoint: {type(error).__name__}") from None
+            raise TryAgain(_no_answer(error, self._timeout_s)) from None
+        except BaseException:
+            # Cancelled, or worse, mid-request: the connection is in no state to reuse.
+            self._forget(parts)
+            raise
         if 200 <= status < 300:
             return status
         raise _refusal(status, retry_after)
@@ -164,15 +186,84 @@ class WebhookSender:
 
 
 def _post(
-    connection: http.client.HTTPConnection, target: str, body: bytes, headers: dict[str, str]
+    connection: http.client.HTTPConnection,
+    target: str,
+    body: bytes,
+    headers: dict[str, str],
+    deadline: float,
 ) -> tuple[int, str | None]:
-    """The answer's status and `Retry-After`; a small answer is read whole, so that the
-    connection can serve the next event, a large one closes it."""
+    """The answer's status and `Retry-After`, all of it before ``deadline`` (monotonic).
+    A small answer is read whole, so that the connection can serve the next event; one
+    that is larger or does not end in time closes it."""
+    connection.timeout = _left(deadline)  # connecting, and the TLS handshake
+    if connection.sock is not None:
+        connection.sock.settimeout(_left(deadline))  # writing to a kept connection
+    # Each read of the answer waits only for what is left of the deadline.
+    connection.response_class = cast(
+        type[http.client.HTTPResponse], partial(_AnswerBefore, deadline=deadline)
+    )
     connection.request("POST", target, body=body, headers=headers)
     with connection.getresponse() as answer:
-        if len(answer.read(MAX_ANSWER_BYTES + 1)) > MAX_ANSWER_BYTES:
+        status, retry_after = answer.status, answer.getheader("Retry-After")
+        try:
+            whole = len(answer.read(MAX_ANSWER_BYTES + 1)) <= MAX_ANSWER_BYTES
+        except (OSError, http.client.HTTPException):
+            whole = False  # the status stands; the rest of the answer is not waited for
+        if not whole:
             connection.close()
-        return answer.status, answer.getheader("Retry-After")
+        return status, retry_after
+
+
+class _AnswerBefore(http.client.HTTPResponse):
+    """An answer read from the socket with a deadline for the whole of it."""
+
+    def __init__(self, sock: socket.socket, *args: object, deadline: float, **kwargs: object):
+        super().__init__(sock, *args, **kwargs)  # type: ignore[arg-type]
+        self.fp.close()  # the file http.client opened on the socket: this one instead
+        self.fp = io.BufferedReader(_ReadsBefore(sock, deadline))
+
+
+class _ReadsBefore(io.RawIOBase):
+    """A socket's reads, each waiting at most until the deadline: a byte every few seconds
+    can no longer stretch an answer past it."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock, self._deadline = sock, deadline
+        self._raw = sock.makefile("rb", buffering=0)  # keeps the socket open while read
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: "memoryview | bytearray") -> int | None:  # type: ignore[override]
+        self._sock.settimeout(_left(self._deadline))
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def _left(deadline: float) -> float:
+    """Seconds until the deadline; TimeoutError once it has passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("the deadline has passed")
+    return left
+
+
+def _no_answer(error: BaseException, timeout_s: float) -> str:
+    """What a failed send records as its last error: what happened, never the body."""
+    if isinstance(error, TimeoutError):
+        return f"no complete answer within {timeout_s:g} s"
+    if isinstance(error, ConnectionRefusedError):
+        return "the endpoint refused the connection"
+    if isinstance(error, socket.gaierror):
+        return "the endpoint's host does not resolve"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS failed: {error.reason or type(error).__name__}"
+    if isinstance(error, http.client.HTTPException):
+        return f"the answer is not HTTP/1.1: {type(error).__name__}"
+    return f"no answer from the endpoint: {type(error).__name__}"
 
 
 def checked_url(url: str, *, allow_private: bool = False) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.webhook_sender import (
     EndpointGone,
@@ -46,6 +46,7 @@ from workflows.delivery_models import (
 )
 
 BATCH = 100  # events read and sent at once
+NOT_SENT = "not sent: the endpoint did not answer its last try, and one try at a time goes out"
 POLL_INTERVAL_S = 0.1
 PUMP_FOR_S = 60.0
 ALARM_AFTER_ATTEMPTS = 3
@@ -79,7 +80,9 @@ class WebhookActivities:
     @activity.defn(name="pump_webhook_events")
     def pump_events(self, request: PumpRequest) -> PumpResult:
         try:
-            return self._pump(request)
+            return self._pump(request) if request.send else self._look(request)
+        except CancelledError:
+            raise
         except Exception as error:
             raise _unavailable(error) from None
 
@@ -87,19 +90,45 @@ class WebhookActivities:
     def send_lane(self, request: LaneRequest) -> LaneResult:
         try:
             return self._send_lane(request)
+        except CancelledError:
+            raise
         except Exception as error:
             raise _unavailable(error) from None
+
+    def _look(self, request: PumpRequest) -> PumpResult:
+        """One batch of new events read and handed back as lanes, none sent: while the
+        endpoint does not answer, the workflow tries them one at a time."""
+        endpoint = self._webhooks.endpoint(request.endpoint_id)
+        state = _state(endpoint)
+        cursor = self._cursor(request)
+        if endpoint is None or state != "open":
+            return PumpResult(cursor=cursor, state=state)
+        rows = self._deliveries.events(endpoint, _after(cursor, request.replay), BATCH)
+        waiting: dict[str, Lane] = {}
+        for row in rows:
+            _queue(waiting, row)
+        return PumpResult(
+            cursor=rows[-1].position if rows else cursor,
+            state=state,
+            lanes=list(waiting.values()),
+            exhausted=request.replay is not None and not rows,
+            full=len(rows) == BATCH,
+        )
+
+    def _cursor(self, request: PumpRequest) -> int:
+        """Where reading goes on: a replay from the first event, a live run from where its
+        endpoint started."""
+        if request.cursor is not None:
+            return request.cursor
+        if request.replay is not None:
+            return BEFORE_ALL
+        return self._deliveries.starting_position(request.endpoint_id) or 0
 
     def _pump(self, request: PumpRequest) -> PumpResult:
         endpoint_id = request.endpoint_id
         details = activity.info().heartbeat_details
         # A retried attempt goes on from its last heartbeat.
-        cursor: int | None = int(details[0]) if details else request.cursor
-        if cursor is None:  # a replay reads from the first event, a live run from its start
-            start = (
-                BEFORE_ALL if request.replay else self._deliveries.starting_position(endpoint_id)
-            )
-            cursor = start or 0
+        cursor = int(details[0]) if details else self._cursor(request)
         held = set(request.held)
         beat = Heartbeat()
         stop_at = time.monotonic() + self._pump_for
@@ -108,17 +137,15 @@ class WebhookActivities:
             state = _state(endpoint)
             if endpoint is None or state != "open":
                 return PumpResult(cursor=cursor, state=state)
-            where = EventFilter(after=cursor)
-            if request.replay is not None:
-                replay = request.replay
-                where = EventFilter(cursor, replay.until, replay.since, replay.rfi_id)
-            rows = self._deliveries.events(endpoint, where, BATCH)
+            rows = self._deliveries.events(endpoint, _after(cursor, request.replay), BATCH)
             if rows:
-                lanes, state = self._send_batch(endpoint, rows, held, beat, request.replay)
+                lanes, state, answered = self._send_batch(
+                    endpoint, rows, held, beat, request.replay
+                )
                 cursor = rows[-1].position
                 beat(cursor)
                 if lanes or state != "open":
-                    return PumpResult(cursor=cursor, state=state, lanes=lanes)
+                    return PumpResult(cursor=cursor, state=state, lanes=lanes, answered=answered)
                 continue  # a full batch may have more behind it
             if request.replay is not None:
                 return PumpResult(cursor=cursor, state=state, exhausted=True)
@@ -134,10 +161,11 @@ class WebhookActivities:
         held: set[str],
         beat: "Heartbeat",
         replay: Replay | None,
-    ) -> tuple[list[Lane], EndpointState]:
+    ) -> tuple[list[Lane], EndpointState, bool | None]:
         """Send the rows in order; hand back, per referral, what must wait for the
-        workflow. After a failure the rest of the batch is handed back untried, so that
-        an endpoint that does not answer costs one timeout here, not one per event."""
+        workflow, and whether the last try got an answer. After a failure the rest of the
+        batch is handed back untried, so that an endpoint that does not answer costs one
+        deadline here, not one per event."""
         skip = set()
         if replay is None and activity.info().attempt > 1:
             skip = self._deliveries.settled(endpoint.id, [row.position for row in rows])
@@ -165,10 +193,11 @@ class WebhookActivities:
                 )
                 stopped = True
         self._deliveries.record(endpoint.id, attempts)
+        answered = attempts[-1].code is not None if attempts and refusal is None else None
         if attempts and attempts[-1].code == 410:
             self._webhooks.set_enabled(endpoint.id, False, GONE_REASON)
-            return list(waiting.values()), "gone"
-        return list(waiting.values()), "open"
+            return list(waiting.values()), "gone", answered
+        return list(waiting.values()), "open", answered
 
     def _send_lane(self, request: LaneRequest) -> LaneResult:
         endpoint = self._webhooks.endpoint(request.endpoint_id)
@@ -177,23 +206,31 @@ class WebhookActivities:
             return LaneResult(done=0, state=state)
         lane = request.lane
         secrets = self._webhooks.secrets(endpoint.id, self._now())
-        refusal = self._refusal(endpoint)
+        refusal = self._refusal(endpoint) if request.send else NOT_SENT
         done, failures = 0, lane.attempts
+        answered: bool | None = None
         beat = Heartbeat()
         for row in self._deliveries.at(lane.positions):
             attempt = self._try(endpoint, secrets, row, failures, refusal)
             self._deliveries.record(endpoint.id, [attempt])
             beat(done)
+            # A try without a request says nothing of whether the endpoint answers.
+            answered = attempt.code is not None if refusal is None else None
             if attempt.code == 410:
                 self._webhooks.set_enabled(endpoint.id, False, GONE_REASON)
-                return LaneResult(done=done, state="gone", attempts=failures)  # not a failure
+                # Not a failed try: the event waits, its count as it was, for `enable`.
+                return LaneResult(done=done, state="gone", attempts=failures, answered=True)
             if attempt.status == "pending":
                 return LaneResult(
-                    done=done, state="open", attempts=failures + 1, retry_in=_retry_in(attempt)
+                    done=done,
+                    state="open",
+                    attempts=failures + 1,
+                    retry_in=_retry_in(attempt),
+                    answered=answered,
                 )
             done, failures = done + 1, 0
         # Events no longer in the archive (never the case but by hand) count as done.
-        return LaneResult(done=len(lane.positions), state="open")
+        return LaneResult(done=len(lane.positions), state="open", answered=answered)
 
     def _refusal(self, endpoint: Endpoint) -> str | None:
         """Why the endpoint's URL may not be called now, if it may not: its host was
@@ -269,6 +306,13 @@ class Heartbeat:
         if now - self._last >= 1.0:
             activity.heartbeat(*self._details)
             self._last = now
+
+
+def _after(cursor: int, replay: Replay | None) -> EventFilter:
+    """The events after the cursor: the endpoint's, or the replay's range of them."""
+    if replay is None:
+        return EventFilter(after=cursor)
+    return EventFilter(cursor, replay.until, replay.since, replay.rfi_id)
 
 
 def _queue(waiting: dict[str, Lane], row: EventRow) -> None:

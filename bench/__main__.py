@@ -1,4 +1,4 @@
-"""`python -m bench lifecycle|events|web|open|heap|burst|compare ... [--json]`."""
+"""`python -m bench lifecycle|events|sender|web|open|heap|burst|compare ... [--json]`."""
 
 import asyncio
 import json
@@ -123,6 +123,26 @@ def web_command(
         f"{result.direct_p99_ms} ms, API {result.api_p99_ms} ms (+{result.p99_added_ms} ms), "
         f"p50 {result.direct_p50_ms} / {result.api_p50_ms} ms; the service's CPU "
         f"{result.service_cpu_ms_per_action} ms an action"
+    )
+
+
+@app.command("sender")
+def sender_command(
+    events: Annotated[int, typer.Option(min=100, help="Sends per round and client.")] = 5000,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds, the two clients back to back.")] = 5,
+    as_json: AsJson = False,
+) -> None:
+    """One webhook send's CPU and wall time: the project's sender against urllib3's pool."""
+    from bench.sender import run_sender
+
+    result = run_sender(events, rounds)
+    if as_json:
+        print_json(result)
+        return
+    Console().print(
+        f"per send, median of {rounds} rounds of {events}: http.client (the sender) "
+        f"{result.http_client_cpu_us} us CPU, {result.http_client_wall_us} us wall; urllib3 "
+        f"{result.urllib3_cpu_us} us CPU, {result.urllib3_wall_us} us wall"
     )
 
 

@@ -32,6 +32,18 @@ class Figures:
 
 
 @dataclass(frozen=True)
+class SenderResult(Figures):
+    """`bench sender`: microseconds per webhook send, medians of the rounds."""
+
+    events: int
+    rounds: int
+    http_client_cpu_us: float
+    urllib3_cpu_us: float
+    http_client_wall_us: float
+    urllib3_wall_us: float
+
+
+@dataclass(frozen=True)
 class BySystem(Figures, Generic[T]):
     """One figure of each system: `{"baseline": ..., "referrals": ...}`."""
 

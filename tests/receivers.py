@@ -1,7 +1,10 @@
 """Webhook receivers on loopback: real HTTP servers that keep every request they got and
 answer as a test scripts them (a status list, or a function of the request)."""
 
+import contextlib
 import json
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -122,3 +125,111 @@ def receiving(
         server.closing.set()
         server.shutdown()
         server.server_close()
+
+
+# How a hostile receiver answers, after reading a request whole.
+DRIP = "drip"  # the status line, one byte every DRIP_EVERY_S, for ever
+SILENT = "silent"  # nothing, and the connection is never closed by it
+HUGE = "huge"  # 200 with a body of 2 GiB, as fast as it is read
+DRIP_BODY = "drip-body"  # 200 and its headers at once, then the body a byte at a time
+DRIP_EVERY_S = 0.2
+HUGE_BYTES = 2 * 1024**3
+
+
+class Hostile:
+    """A receiver on loopback that misbehaves in one way (``DRIP``, ``SILENT``, ``HUGE`` or
+    ``DRIP_BODY``), with a thread per connection; counts requests and connections, the
+    bytes of answer it wrote, and the most requests it had in hand at once."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.1)  # to see `closing` while waiting for a connection
+        self.requests = 0
+        self.connections = 0
+        self.written = 0
+        self.in_hand = 0
+        self.most_in_hand = 0
+        self.lock = threading.Lock()
+        self.closing = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/hooks"
+
+    def serve(self) -> None:
+        while not self.closing.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        with connection, contextlib.suppress(OSError):
+            reader = connection.makefile("rb")
+            while self._read_request(reader):
+                with self.lock:
+                    self.requests += 1
+                    self.in_hand += 1
+                    self.most_in_hand = max(self.most_in_hand, self.in_hand)
+                try:
+                    self._misbehave(connection)
+                finally:
+                    with self.lock:
+                        self.in_hand -= 1
+
+    @staticmethod
+    def _read_request(reader: Any) -> bool:
+        length = 0
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        return line == b"\r\n" and len(reader.read(length)) == length
+
+    def _misbehave(self, connection: socket.socket) -> None:
+        if self.kind == SILENT:
+            connection.recv(1)  # until the sender gives up and closes
+        elif self.kind == DRIP:
+            self._drip(connection, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        elif self.kind == DRIP_BODY:
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            self._drip(connection, b"x" * 1000)
+        else:
+            connection.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {HUGE_BYTES}\r\n\r\n".encode())
+            chunk = bytes(256 * 1024)
+            while self.written < HUGE_BYTES and not self.closing.is_set():
+                connection.sendall(chunk)
+                with self.lock:
+                    self.written += len(chunk)
+
+    def _drip(self, connection: socket.socket, answer: bytes) -> None:
+        for byte in answer:
+            if self.closing.is_set() or _closed_within(connection, DRIP_EVERY_S):
+                return
+            connection.sendall(bytes([byte]))
+            with self.lock:
+                self.written += 1
+
+
+def _closed_within(connection: socket.socket, seconds: float) -> bool:
+    """Whether the other side closes the connection within ``seconds``."""
+    readable, _, _ = select.select([connection], [], [], seconds)
+    return bool(readable) and connection.recv(1, socket.MSG_PEEK) == b""
+
+
+@contextmanager
+def hostile(kind: str) -> Iterator[Hostile]:
+    server = Hostile(kind)
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.closing.set()
+        server.listener.close()

@@ -209,6 +209,14 @@ def test_web_compares_the_api_with_the_direct_update() -> None:
     assert result["service_cpu_ms_per_action"] > 0
 
 
+def test_sender_times_both_clients() -> None:
+    result = bench("sender", "--events", "100", "--rounds", "1")
+    assert (result["events"], result["rounds"]) == (100, 1)
+    for client in ("http_client", "urllib3"):
+        assert result[f"{client}_cpu_us"] > 0
+        assert result[f"{client}_wall_us"] > 0
+
+
 def test_open_referrals_all_become_missed() -> None:
     result = bench("open", "--referrals", "20", "--wait", "10", "--cache", "5")
     assert same_shape(result, {**OPEN_RUN, "runs": [OPEN_RUN]}), shape(result)

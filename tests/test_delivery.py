@@ -18,6 +18,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
+from activities.webhook_sender import WebhookSender
+from activities.webhooks import NOT_SENT
 from archive.database import create_archive_engine, upgrade
 from archive.deliveries import DeliveryReport, DeliveryStore
 from archive.store import ArchiveStore
@@ -25,7 +27,7 @@ from archive.webhooks import Endpoint, WebhookStore
 from starter.deliveries import start_replay, wake_delivery
 from starter.settings import Settings
 from tests.factories import ACCEPT, DISTINCTIVE_CUSTOMER, DISTINCTIVE_TRACES, fresh_rfi
-from tests.receivers import Received, receiving
+from tests.receivers import DRIP, HUGE, SILENT, Received, hostile, receiving
 from tests.servers import run_referrals, start_referral, worker_environment
 from worker import build_delivery_worker, build_worker
 from workflows.delivery import WebhookDeliveryWorkflow
@@ -92,18 +94,25 @@ def delivering(
     dev_env: WorkflowEnvironment, settings: Settings, executor: ThreadPoolExecutor
 ) -> Callable[..., AbstractAsyncContextManager[Delivery]]:
     @asynccontextmanager
-    async def running(**tuning: float) -> AsyncIterator[Delivery]:
+    async def running(
+        *, senders: int | None = None, deadline_s: float | None = None, **tuning: float
+    ) -> AsyncIterator[Delivery]:
         queue = f"referrals-test-{uuid.uuid4()}"
-        with ThreadPoolExecutor(max_workers=settings.webhook_senders) as senders:
+        delivery_settings = settings.model_copy(
+            update={"webhook_senders": senders or settings.webhook_senders}
+        )
+        threads = delivery_settings.webhook_senders
+        with ThreadPoolExecutor(max_workers=threads) as sending_threads:
             async with (
                 build_worker(dev_env.client, settings, executor, task_queue=queue),
                 build_delivery_worker(
                     dev_env.client,
-                    settings,
-                    senders,
+                    delivery_settings,
+                    sending_threads,
                     task_queue=queue,
                     poll_interval=tuning.get("poll_interval", 0.05),
                     pump_for=tuning.get("pump_for", 3.0),
+                    sender=WebhookSender(deadline_s) if deadline_s else None,
                 ),
             ):
                 yield Delivery(dev_env.client, settings, queue)
@@ -274,6 +283,61 @@ async def test_an_endpoint_that_never_answers_slows_neither_another_nor_the_refe
     assert acted < 10
     assert delivered < 10
     assert silent.received  # it was tried
+
+
+@pytest.mark.parametrize("kind", [DRIP, SILENT, HUGE])
+async def test_a_hostile_receiver_follows_the_schedule_and_delays_no_other_endpoint(
+    delivering: Callable[..., AbstractAsyncContextManager[Delivery]], kind: str
+) -> None:
+    """With two sending threads only and a 4 s deadline: a receiver that drips its status
+    line, one that never answers, or one that answers 2 GiB. Its events are tried and
+    wait for their next try on the schedule (or, 2 GiB behind a 200, are delivered),
+    while another endpoint hears every event at once, also those recorded once the
+    hostile one has a backlog of lanes due when the other one starts."""
+    with hostile(kind) as bad, receiving() as healthy:
+        async with delivering(senders=2, deadline_s=4.0) as delivery:
+            endpoint, _ = await delivery.endpoint(bad.url)
+            backlog = [await delivery.referral(SUBMIT_TO_EVENTS["skipped"]) for _ in range(8)]
+            await delivery.settled(*backlog)
+            await until(lambda: bad.requests > 0)
+            _, secret = await delivery.endpoint(healthy.url)
+            ids = []
+            for _ in range(4):
+                ids.append(await delivery.referral(SUBMIT_TO_EVENTS["skipped"]))
+                await asyncio.sleep(0.5)
+            await delivery.settled(*ids)
+            events = await asyncio.to_thread(healthy.wait_for, 2 * len(ids), secret, 20)
+            if kind == HUGE:
+                await delivery.recorded(endpoint)
+            else:
+                # Each backlog referral's first event tried, the first one twice.
+                await until(lambda: _first_tries_and_a_second(delivery, endpoint, len(backlog)))
+            report = delivery.deliveries.report(endpoint, from_position=0)
+    lags = [
+        request.at - datetime.fromisoformat(request.event["timestamp"]).timestamp()
+        for request in healthy.received
+    ]
+    assert max(lags) < 2.0, f"the healthy endpoint waited {max(lags):.1f} s"
+    assert {e["data"]["workflow_id"] for e in events} == set(ids)
+    if kind == HUGE:
+        assert {r.status for r in report} == {"delivered"}
+        return
+    # One request at a time went out; the lanes due meanwhile failed their try at once.
+    assert bad.most_in_hand == 1
+    tried = [r for r in report if r.attempts]
+    assert {r.last_error for r in tried} == {"no complete answer within 4 s", NOT_SENT}
+    for r in tried:
+        # After the first failed try, 5 s to wait; after the second, 5 minutes.
+        assert r.status == "pending"
+        assert r.next_try_at is not None
+        waited = r.next_try_at - r.occurred_at
+        assert waited < timedelta(minutes=1) if r.attempts == 1 else waited > timedelta(minutes=4)
+
+
+def _first_tries_and_a_second(delivery: Delivery, endpoint: Endpoint, referrals: int) -> bool:
+    report = delivery.deliveries.report(endpoint, from_position=0)
+    tries = sorted(r.attempts for r in report if r.attempts)
+    return len(tries) >= referrals and tries[-1] >= 2
 
 
 async def test_a_later_endpoint_hears_only_new_events_and_replay_sends_the_old_with_their_ids(

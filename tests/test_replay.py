@@ -196,4 +196,8 @@ async def test_recorded_webhook_deliveries_replay(path: Path) -> None:
 
 
 def test_the_delivery_histories_were_recorded() -> None:
-    assert {h.stem for h in DELIVERY_HISTORIES} == {"paused_retried_removed", "replay"}
+    assert {h.stem for h in DELIVERY_HISTORIES} == {
+        "paused_retried_removed",
+        "replay",
+        "unanswered",
+    }

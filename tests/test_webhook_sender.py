@@ -2,6 +2,7 @@
 verifies every signature with the `standardwebhooks` package, as a receiver would."""
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -19,7 +20,7 @@ from activities.webhook_sender import (
 )
 from archive.events import events_of
 from tests.factories import act, started
-from tests.receivers import Receiver, receiving
+from tests.receivers import DRIP, DRIP_BODY, HUGE, SILENT, Receiver, hostile, receiving
 
 OLD_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 NEW_SECRET = "whsec_" + "C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
@@ -98,18 +99,59 @@ def test_each_answer_says_what_comes_next(
 @pytest.mark.parametrize("receiver", [([], 2.0)], indirect=True)
 def test_an_endpoint_that_does_not_answer_in_time_is_tried_again(receiver: Receiver) -> None:
     event_id, body = an_event()
-    with pytest.raises(TryAgain, match="no answer"):
+    with pytest.raises(TryAgain, match=r"no complete answer within 0\.5 s") as raised:
         WebhookSender(timeout_s=0.5).send(
             receiver.url, signed([OLD_SECRET], event_id, body, datetime.now(UTC))
         )
+    assert not raised.value.answered
 
 
 def test_nobody_listening_is_tried_again() -> None:
     event_id, body = an_event()
-    with pytest.raises(TryAgain, match="no answer"):
+    with pytest.raises(TryAgain, match="the endpoint refused the connection"):
         WebhookSender().send(
             "http://127.0.0.1:9/hooks", signed([OLD_SECRET], event_id, body, datetime.now(UTC))
         )
+
+
+@pytest.mark.parametrize("kind", [DRIP, SILENT])
+def test_an_answer_that_never_completes_ends_at_the_deadline(kind: str) -> None:
+    """A status line dripped a byte every 0.2 s never outlasts the deadline, though no
+    single read waits longer than that; nor does a receiver that never answers."""
+    sender = WebhookSender(timeout_s=1.0)
+    with hostile(kind) as receiver:
+        for _ in range(2):
+            began = time.monotonic()
+            with pytest.raises(TryAgain, match="no complete answer within 1 s") as raised:
+                sender.send(receiver.url, signed([OLD_SECRET], *an_event(), datetime.now(UTC)))
+            assert 1.0 <= time.monotonic() - began < 1.5
+            assert not raised.value.answered
+        assert receiver.requests == 2  # the second try on a connection of its own
+        assert receiver.connections == 2
+
+
+def test_a_huge_answer_is_read_no_further_than_its_first_bytes() -> None:
+    """200 with 2 GiB behind it: the status stands, at most 64 KiB are read, and the
+    connection is dropped instead of being read to its end."""
+    sender = WebhookSender(timeout_s=5.0)
+    with hostile(HUGE) as receiver:
+        began = time.monotonic()
+        assert sender.send(receiver.url, signed([OLD_SECRET], *an_event(), datetime.now(UTC)))
+        assert sender.send(receiver.url, signed([OLD_SECRET], *an_event(), datetime.now(UTC)))
+        took = time.monotonic() - began
+        assert (receiver.requests, receiver.connections) == (2, 2)
+    assert took < 2.0
+    assert receiver.written < 64 * 1024**2  # what the kernels buffered, far from 2 GiB
+
+
+def test_a_body_dripped_after_the_status_is_not_waited_for_past_the_deadline() -> None:
+    sender = WebhookSender(timeout_s=1.0)
+    with hostile(DRIP_BODY) as receiver:
+        began = time.monotonic()
+        assert sender.send(receiver.url, signed([OLD_SECRET], *an_event(), datetime.now(UTC)))
+        assert 1.0 <= time.monotonic() - began < 1.5
+        assert sender.send(receiver.url, signed([OLD_SECRET], *an_event(), datetime.now(UTC)))
+        assert receiver.connections == 2  # the first one could not serve another event
 
 
 def test_the_retry_schedule_is_the_standard_one_then_gives_up() -> None:

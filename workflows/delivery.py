@@ -6,6 +6,12 @@ until its next try on the Standard Webhooks schedule, and every later event of t
 referral behind it. So event n+1 of a referral never reaches the endpoint before event n
 was accepted or given up on, while other referrals' events go on.
 
+An endpoint that does not answer holds one sending thread at most, so that it never
+delays other endpoints (a circuit breaker): one lane's try at a time goes out, as a probe;
+a lane due meanwhile fails its try at once without a request ("not sent") and waits for
+its next one on the schedule; new events are read without being sent (every
+``UNANSWERED_LOOK``) and join lanes. The first try that gets an answer ends it.
+
 An endpoint that answers 410, or that an operator disables, is paused: nothing is sent and
 nothing is lost until it is enabled again (the `resume` signal). A removed endpoint ends its
 run. A replay is the same workflow over a closed range of archived events.
@@ -39,6 +45,7 @@ SENDING_LANES = 4  # lanes sent at once: a dead endpoint holds at most this many
 LANE_BATCH = 20  # events of one lane per activity
 MAX_EVENTS_PER_RUN = 2_000
 PAUSED_CHECK = timedelta(hours=1)  # how often a paused run looks at its endpoint again
+UNANSWERED_LOOK = timedelta(seconds=30)  # how often new events are read while no answer
 
 # The archive may be down: retried without end, every attempt after the third logged as
 # an error by the activity (the alarm), at most 5 minutes apart.
@@ -66,11 +73,13 @@ class WebhookDeliveryWorkflow:
         self._cursor = start.cursor
         self._replay = start.replay
         self._paused = start.paused
+        self._unanswered = start.unanswered
         self._lanes: dict[str, _Lane] = {}
         self._draining = False
         self._removed = False
         self._woken = False
         self._sending = asyncio.Semaphore(SENDING_LANES)
+        self._probing = False  # a try is out to an endpoint that does not answer
         self._tasks: set[asyncio.Task[None]] = set()
         for lane in start.lanes:
             self._join(lane)
@@ -95,6 +104,7 @@ class WebhookDeliveryWorkflow:
                 )
                 continue
             self._woken = False  # the pump reads the endpoint's state from here on
+            send = not self._unanswered
             result = await workflow.execute_activity_method(
                 WebhookActivities.pump_events,
                 PumpRequest(
@@ -102,8 +112,9 @@ class WebhookDeliveryWorkflow:
                     cursor=self._cursor,
                     held=list(self._lanes),
                     replay=self._replay,
+                    send=send,
                 ),
-                summary="replay archived events" if self._replay else "send new events",
+                summary=_pump_summary(self._replay is not None, send),
                 start_to_close_timeout=PUMP_TIMEOUT,
                 heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=ARCHIVE_RETRY,
@@ -112,9 +123,12 @@ class WebhookDeliveryWorkflow:
             for lane in result.lanes:
                 self._join(lane)
             self._note(result.state)
+            self._heard(result.answered)
             if result.exhausted:
                 await workflow.wait_condition(lambda: not self._lanes or self._removed)
                 break
+            if not send and not result.full:
+                await self._wait_while_unanswered()
         await workflow.wait_condition(lambda: not self._tasks)
 
     @workflow.signal
@@ -165,25 +179,34 @@ class WebhookDeliveryWorkflow:
             async with self._sending:
                 if self._draining or self._paused or self._removed:
                     continue
-                result = await workflow.execute_activity_method(
-                    WebhookActivities.send_lane,
-                    LaneRequest(
-                        endpoint_id=self._endpoint_id,
-                        lane=Lane(
-                            workflow_id=workflow_id,
-                            positions=lane.positions[:LANE_BATCH],
-                            attempts=lane.attempts,
-                            next_try_at=lane.next_try_at,
+                probe = self._unanswered and not self._probing
+                send = probe or not self._unanswered
+                self._probing = self._probing or probe
+                try:
+                    result = await workflow.execute_activity_method(
+                        WebhookActivities.send_lane,
+                        LaneRequest(
+                            endpoint_id=self._endpoint_id,
+                            lane=Lane(
+                                workflow_id=workflow_id,
+                                positions=lane.positions[:LANE_BATCH],
+                                attempts=lane.attempts,
+                                next_try_at=lane.next_try_at,
+                            ),
+                            send=send,
                         ),
-                    ),
-                    summary=f"send {workflow_id}",
-                    start_to_close_timeout=LANE_TIMEOUT,
-                    heartbeat_timeout=HEARTBEAT_TIMEOUT,
-                    retry_policy=ARCHIVE_RETRY,
-                )
+                        summary=f"send {workflow_id}" if send else f"not sent: {workflow_id}",
+                        start_to_close_timeout=LANE_TIMEOUT,
+                        heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                        retry_policy=ARCHIVE_RETRY,
+                    )
+                finally:
+                    if probe:
+                        self._probing = False
             del lane.positions[: result.done]
             lane.attempts, lane.next_try_at = result.attempts, _due(None, result.retry_in)
             self._note(result.state)
+            self._heard(result.answered)
         if not lane.positions:
             del self._lanes[workflow_id]
 
@@ -191,6 +214,24 @@ class WebhookDeliveryWorkflow:
         """What an activity found the endpoint to be: lanes send only while it is open."""
         self._removed = state == "removed"
         self._paused = state in ("disabled", "gone")
+
+    def _heard(self, answered: bool | None) -> None:
+        """Whether the endpoint answered its last try (None: nothing was tried)."""
+        if answered is not None:
+            self._unanswered = not answered
+
+    async def _wait_while_unanswered(self) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await workflow.wait_condition(
+                lambda: (
+                    not self._unanswered
+                    or self._paused
+                    or self._removed
+                    or self._time_to_continue()
+                ),
+                timeout=UNANSWERED_LOOK,
+                timeout_summary="endpoint not answering: look for new events later",
+            )
 
     async def _wait_while_paused(self) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -231,8 +272,15 @@ class WebhookDeliveryWorkflow:
                 ],
                 replay=self._replay,
                 paused=self._paused,
+                unanswered=self._unanswered,
             )
         )
+
+
+def _pump_summary(replay: bool, send: bool) -> str:
+    if send:
+        return "replay archived events" if replay else "send new events"
+    return "read events to try one at a time (the endpoint does not answer)"
 
 
 def _due(next_try_at: datetime | None, retry_in: timedelta | None) -> datetime | None:

@@ -55,6 +55,7 @@ class DeliveryInput(WireModel):
     lanes: list[Lane] = []
     replay: Replay | None = None
     paused: bool = False
+    unanswered: bool = False  # the endpoint's last try got no answer in time
 
 
 class PumpRequest(WireModel):
@@ -63,6 +64,9 @@ class PumpRequest(WireModel):
     # Referrals with a lane in the workflow: their new events join it, unsent.
     held: list[str] = []
     replay: Replay | None = None
+    # False while the endpoint does not answer: read one batch, send nothing, hand every
+    # event back as lanes (tried one at a time by the workflow) and return at once.
+    send: bool = True
 
 
 class PumpResult(WireModel):
@@ -73,11 +77,16 @@ class PumpResult(WireModel):
     state: EndpointState
     lanes: list[Lane] = []
     exhausted: bool = False  # a replay has read all its events
+    answered: bool | None = None  # whether the last try got an answer; None: no try
+    full: bool = False  # a look without sending read a whole batch: more may be behind
 
 
 class LaneRequest(WireModel):
     endpoint_id: str
     lane: Lane
+    # False while another try is out to an endpoint that does not answer: the lane's head
+    # fails this try at once, without a request, and waits for its next one.
+    send: bool = True
 
 
 class LaneResult(WireModel):
@@ -88,6 +97,7 @@ class LaneResult(WireModel):
     state: EndpointState
     attempts: int = 0
     retry_in: timedelta | None = None
+    answered: bool | None = None  # whether the last try got an answer; None: no try
 
 
 class DeliveryProgress(WireModel):
