@@ -31,7 +31,7 @@ from tests.receivers import DRIP, HUGE, SILENT, Received, hostile, receiving
 from tests.servers import run_referrals, start_referral, worker_environment
 from worker import build_delivery_worker, build_worker
 from workflows.delivery import WebhookDeliveryWorkflow
-from workflows.delivery_models import delivery_workflow_id
+from workflows.delivery_models import DeliveryInput, delivery_workflow_id
 from workflows.models import Status
 
 SUBMIT_TO_EVENTS: dict[str, list[tuple[str, Any]]] = {
@@ -261,6 +261,44 @@ async def test_410_disables_the_endpoint_and_enabling_it_sends_what_waited(
     assert sent.count(sent[0]) == 2
 
 
+async def test_a_410_is_not_a_failed_try(
+    delivering: Callable[..., AbstractAsyncContextManager[Delivery]],
+) -> None:
+    """410, enable, 503, 410, enable, 503: each 410 pauses the endpoint and leaves the
+    event's count of failed tries as it was (by the pump, then by a lane), so the two 503s
+    are its first and second failures: 5 s, then 5 minutes to its next try."""
+    with receiving([(410, {}), (503, {}), (410, {}), (503, {})]) as receiver:
+        async with delivering() as delivery:
+            endpoint, _ = await delivery.endpoint(receiver.url)
+            workflow_id = await delivery.referral([])
+
+            async def answered_then_enable(count: int) -> None:
+                await until(lambda: len(receiver.received) == count)
+                await until(lambda: not delivery.webhooks.endpoint(endpoint.id).enabled)  # type: ignore[union-attr]
+                delivery.webhooks.set_enabled(endpoint.id, True)
+                await wake_delivery(delivery.client, endpoint.id, delivery.queue)
+
+            await answered_then_enable(1)
+            await answered_then_enable(3)
+            await until(lambda: len(receiver.received) == 4)
+            await until(lambda: bool(delivery.deliveries.report(endpoint, from_position=0)))
+
+            def after_last_503() -> DeliveryReport:
+                [report] = delivery.deliveries.report(endpoint, from_position=0)
+                return report
+
+            await until(lambda: after_last_503().last_code == 503)
+    codes = [r.headers["answered"] for r in receiver.received]
+    assert codes == ["410", "503", "410", "503"]
+    assert {r.webhook_id for r in receiver.received} == {f"{workflow_id}.0"}
+    first_503, second_410 = receiver.received[1:3]
+    assert 4.5 < second_410.at - first_503.at < 10  # the first failure's 5 s
+    last = after_last_503()
+    assert last.next_try_at is not None
+    wait = last.next_try_at.timestamp() - receiver.received[3].at
+    assert 290 < wait < 310  # the second failure's 5 minutes
+
+
 async def test_an_endpoint_that_never_answers_slows_neither_another_nor_the_referrals(
     delivering: Callable[..., AbstractAsyncContextManager[Delivery]],
 ) -> None:
@@ -435,6 +473,11 @@ async def test_a_run_continues_as_new_keeping_its_place_and_what_waits(
                 while (await handle.describe()).run_id == first_run:  # noqa: ASYNC110
                     await asyncio.sleep(0.5)
             progress = await handle.query(WebhookDeliveryWorkflow.progress)
+            started = (await handle.fetch_history()).events[0]
+            [handed_over] = await delivery.client.data_converter.decode(
+                started.workflow_execution_started_event_attributes.input.payloads,
+                [DeliveryInput],
+            )
             heard = await delivery.referral([])
             events = await asyncio.to_thread(receiver.wait_for, 1, secret)
 
@@ -447,6 +490,11 @@ async def test_a_run_continues_as_new_keeping_its_place_and_what_waits(
     assert later == [f"{waiting}.0"]
     assert (progress.waiting_events, progress.waiting_referrals) == (1, 1)
     assert progress.cursor == delivery.archive.events(workflow_id=waiting)[0].position
+    # The new run was handed the lane with its try count and its time, not a fresh one.
+    [lane] = handed_over.lanes
+    assert (lane.workflow_id, lane.attempts) == (waiting, 1)
+    assert lane.next_try_at is not None
+    assert timedelta(minutes=59) < lane.next_try_at - datetime.now(UTC) <= timedelta(hours=1)
     assert events[0]["data"]["workflow_id"] == heard  # delivery went on in the new run
     [pending] = report
     assert (pending.event_id, pending.attempts, pending.last_code) == (f"{waiting}.0", 1, 429)

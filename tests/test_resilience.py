@@ -3,6 +3,7 @@ freeze it with a payload the worker cannot decrypt, or exhaust it with a directo
 
 import asyncio
 import base64
+import itertools
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 from pytest_httpserver import HTTPServer
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -29,6 +31,7 @@ from starter.settings import Settings
 from tests.factories import SAMPLES, received_now
 from tests.servers import SENDGRID_SEND_PATH, start_referral
 from worker import build_worker
+from workflows.emailing import UNKNOWN_OUTCOME_PAUSE
 from workflows.models import EmailOutcome, Status, StatusView
 from workflows.referral import ReferralWorkflow
 
@@ -185,8 +188,18 @@ async def test_a_provider_that_never_answers_in_time_gets_at_most_three_copies(
         handle = await start_referral(env.client, queue, await received_now(env))
         await env.sleep(timedelta(hours=4))  # two long pauses after unknown outcomes, and more
         view = await handle.query(ReferralWorkflow.status)
+        history = await handle.fetch_history()
         await handle.terminate("test finished")
     [lead] = view.emails
+    # Each copy goes out an hour after the one before gave no answer, never at once.
+    sends = [
+        event.event_time.ToDatetime()
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and event.activity_task_scheduled_event_attributes.activity_type.name == "send_email"
+    ]
+    assert len(sends) == (3 if slow else 1)
+    assert all(b - a >= UNKNOWN_OUTCOME_PAUSE for a, b in itertools.pairwise(sends))
     for _ in range(50):  # the endpoint answers one request at a time, slowly
         if provider.copies[lead.id] >= (3 if slow else 1):
             break

@@ -4,9 +4,11 @@ and the `referrals webhooks` commands."""
 import base64
 import json
 import os
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -69,6 +71,23 @@ def test_https_anywhere_public_and_http_on_loopback_may_be_called(url: str) -> N
 def test_other_urls_are_refused(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         checked_url(url)
+
+
+def test_plain_http_needs_every_address_of_its_host_on_loopback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A name that resolves to loopback and to a public address (as DNS rebinding would
+    have it) may not be called over plain http://: the request could reach either."""
+    addresses = {"both.example": ["127.0.0.1", "93.184.216.34"], "here.example": ["127.0.0.1"]}
+
+    def resolve(host: str, port: object, *args: object, **kwargs: object) -> list[Any]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 80)) for a in addresses[host]]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    with pytest.raises(ValueError, match="loopback only"):
+        checked_url("http://both.example/hooks")
+    assert checked_url("http://here.example/hooks") == "http://here.example/hooks"
+    assert checked_url("https://both.example/hooks") == "https://both.example/hooks"
 
 
 def test_an_internal_address_is_allowed_when_the_operator_says_so() -> None:
