@@ -70,18 +70,19 @@ def event_id(workflow_id: str, seq: int) -> str:
 
 
 def events_of(workflow_id: str, view: StatusView) -> list[ReferralEvent]:
-    """Every event the view stands for, in order: created (at receipt: when the referral
-    entered New), then one per transition."""
-    created = _created(workflow_id, view.rfi_id, view.partner_id, view.received_at)
+    """Every event the view stands for, in order: created (when the worker started the
+    referral, never the RFI's `received_at`, which a backend may set up to a day ahead),
+    then one per transition."""
+    created = _created(
+        workflow_id, view.rfi_id, view.partner_id, view.started_at or view.received_at
+    )
     return [created, *(_transition_event(workflow_id, view, t) for t in view.transitions)]
 
 
-def _created(
-    workflow_id: str, rfi_id: str, partner_id: str, received_at: datetime
-) -> ReferralEvent:
+def _created(workflow_id: str, rfi_id: str, partner_id: str, started_at: datetime) -> ReferralEvent:
     return ReferralEvent(
         type=CREATED,
-        timestamp=received_at,
+        timestamp=started_at,
         data=EventData(
             workflow_id=workflow_id,
             rfi_id=rfi_id,
@@ -90,8 +91,8 @@ def _created(
             from_=None,
             to=Status.NEW,
             cause=EventCause(kind="start", name="submit"),
-            effective_at=received_at,
-            processed_at=received_at,
+            effective_at=started_at,
+            processed_at=started_at,
         ),
     )
 

@@ -77,6 +77,9 @@ class ReferralRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     transition_count: Mapped[int] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # When the worker started it (its lead went out): response times count from here.
+    # Rows written before revision 0009 have none, and count from `received_at`.
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     first_response_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

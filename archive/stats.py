@@ -160,7 +160,11 @@ def _p90_rank(n: Any) -> Any:
 
 
 def _wait() -> ColumnElement[int]:
-    return elapsed_ms(ReferralRow.received_at, ReferralRow.first_response_at)
+    """Milliseconds from when the referral reached the partner (its lead went out) to its
+    first answer; never negative, whatever a backend put in `received_at`."""
+    reached = func.coalesce(ReferralRow.started_at, ReferralRow.received_at)
+    wait = elapsed_ms(reached, ReferralRow.first_response_at)
+    return case((wait < 0, 0), else_=wait)
 
 
 def _counting(condition: ColumnElement[bool]) -> ColumnElement[int]:

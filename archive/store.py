@@ -282,6 +282,7 @@ def _referral_values(workflow_id: str, view: StatusView) -> dict[str, Any]:
         "status": str(view.status),
         "transition_count": len(view.transitions),
         "received_at": view.received_at,
+        "started_at": view.started_at,
         "first_response_at": view.first_response_at,
         "updated_at": last.effective_at if last else view.received_at,
         "closed_at": last.effective_at if last and view.status in CLOSED_STATUSES else None,

@@ -16,8 +16,8 @@ on the same two cores as the rest (a real receiver would be elsewhere).
 
 Phase 2, open loops at 50 % of the saturation rate without endpoint, once with one
 endpoint and once with three: each event's lag, from its transition's effective time
-(`data.effective_at`; for `referral.created` the RFI's receipt, stamped as it is
-submitted) to the receiver having its body, at every endpoint. A lifecycle makes four
+(`data.effective_at`; for `referral.created` the referral's start, a moment after it
+is submitted) to the receiver having its body, at every endpoint. A lifecycle makes four
 events (created, evaluating, negotiating, won); every one is expected once at each
 endpoint; one that has not come once none came for `DRAIN_S` is counted missing.
 """

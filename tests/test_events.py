@@ -91,6 +91,17 @@ def test_a_deadline_event_names_the_deadline_and_its_own_time(store: ArchiveStor
     assert missed["data"]["processed_at"] == "2026-11-28T17:00:00Z"
 
 
+def test_created_is_stamped_when_the_worker_started_the_referral() -> None:
+    """`received_at` a day ahead (as the contract allows): the created event carries the
+    start's time, so a referral's events come in the order of their times."""
+    ahead = make_rfi(received_at=(T0 + 24 * HOUR).isoformat())
+    referral, _ = started(ahead, at=T0)
+    act(referral, "interested", None, T0 + HOUR)
+    created, evaluating = events_of(referral.workflow_id, referral.view())
+    assert created.timestamp == created.data.effective_at == created.data.processed_at == T0
+    assert evaluating.timestamp == T0 + HOUR
+
+
 def test_no_event_holds_the_customer_contact_or_a_partner_reason() -> None:
     for path in (
         [("no_thanks", {"reason": REASON})],

@@ -300,6 +300,7 @@ def test_view_keys_are_the_contract() -> None:
         "region",
         "location",
         "received_at",
+        "started_at",
         "first_response_at",
         "deadline",
         "overview",

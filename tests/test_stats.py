@@ -65,6 +65,35 @@ def missed(store: ArchiveStore, partner: str) -> None:
     store.record(referral.view())
 
 
+def test_response_times_count_from_the_start_not_from_a_receipt_ahead_of_it(
+    store: ArchiveStore,
+) -> None:
+    """A backend stamped `received_at` a day ahead of the worker's clock (the contract
+    allows it): answered 2 and 30 hours after the lead went out, the partner's figures are
+    2 and 30 hours, not negative, and one of two within 24 hours."""
+    for wait in (timedelta(hours=2), timedelta(hours=30)):
+        referral = Referral(make_rfi(received_at=(T0 + timedelta(days=1)).isoformat()), "ahead")
+        referral.start(contact("ahead"), T0)
+        act(referral, "interested", None, T0 + wait)
+        store.record(referral.view())
+    [ahead] = partner_stats(store.engine)
+    assert (ahead.median_first_response_s, ahead.p90_first_response_s) == (16 * HOUR, 30 * HOUR)
+    assert ahead.answered_within_24h == 0.5
+
+
+def test_a_row_from_before_starts_were_archived_never_counts_a_negative_time(
+    store: ArchiveStore,
+) -> None:
+    archived(store, "early", timedelta(hours=1))
+    with Session(store.engine) as session, session.begin():
+        row = session.scalars(select(ReferralRow)).one()
+        row.started_at = None
+        row.received_at = T0 + timedelta(hours=5)  # ahead of its first answer
+    [early] = partner_stats(store.engine)
+    assert early.median_first_response_s == 0.0
+    assert early.answered_within_24h == 1.0
+
+
 def test_one_answer_and_none(store: ArchiveStore) -> None:
     archived(store, "one", timedelta(hours=30))
     archived(store, "silent")

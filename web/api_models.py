@@ -34,6 +34,7 @@ class PartnerReferral(BaseModel):
     region: str
     location: str | None
     received_at: datetime
+    started_at: datetime | None  # when the referral reached the partner (its lead went out)
     updated_at: datetime
     first_response_at: datetime | None
     deadline: DeadlineView | None
@@ -83,6 +84,7 @@ class PartnerReferral(BaseModel):
             region=row.region,
             location=row.location,
             received_at=row.received_at,
+            started_at=row.started_at,
             updated_at=row.updated_at,
             first_response_at=row.first_response_at,
             deadline=deadline,

@@ -229,6 +229,7 @@ class Referral:
             region=rfi.region,
             location=rfi.location,
             received_at=rfi.received_at,
+            started_at=self.started_at,
             first_response_at=self.first_response_at,
             deadline=self.deadline,
             overview=Overview(

@@ -501,6 +501,9 @@ class StatusView(WireModel):
     region: str
     location: str | None
     received_at: UtcDatetime
+    # When the worker started the referral: the partner's contact found and its lead sent
+    # (unless the respond deadline had passed); response times count from here.
+    started_at: UtcDatetime | None = None
     first_response_at: UtcDatetime | None
     deadline: DeadlineView | None
     overview: Overview
