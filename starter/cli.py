@@ -2,7 +2,6 @@
 
 import os
 import sys
-from dataclasses import asdict
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
+from temporalio.client import Client
 
 from starter import referrals
 from starter.archive_commands import db_app, history, list_referrals, partner_stats_command
@@ -67,15 +67,26 @@ def submit(
     archive = open_archive(migrate=True)
     # By (RFI, partner): referrals archived under an earlier id scheme count too.
     known = {referral_workflow_id(rfi.id, p) for p in archive.partners_of_rfi(rfi.id) & set(ids)}
-    result = run(lambda client: referrals.submit(client, rfi, ids, archived=known))
+
+    async def submitted(client: Client) -> tuple[referrals.Submission, dict[str, str]]:
+        result = await referrals.submit(client, rfi, ids, archived=known)
+        return result, await referrals.failed_starts(client, result.started)
+
+    result, failed = run(submitted)
+    started = [workflow_id for workflow_id in result.started if workflow_id not in failed]
     if as_json:
-        print_json(asdict(result))
-        return
-    for workflow_id in result.started:
-        typer.echo(f"started        {workflow_id}")
-    for workflow_id in result.existing:
-        typer.echo(f"already exists {workflow_id} (not started again)")
-    typer.echo(f"{len(result.started)} started, {len(result.existing)} already existed")
+        print_json({"started": started, "existing": result.existing, "failed": failed})
+    else:
+        for workflow_id in started:
+            typer.echo(f"started        {workflow_id}")
+        for workflow_id in result.existing:
+            typer.echo(f"already exists {workflow_id} (not started again)")
+        for workflow_id, why in failed.items():
+            typer.echo(f"failed         {workflow_id}: {why}")
+        counts = f"{len(started)} started, {len(result.existing)} already existed"
+        typer.echo(counts + (f", {len(failed)} failed to start" if failed else ""))
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import (
@@ -16,6 +17,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -100,6 +102,51 @@ async def submit(
         started=[wid for wid, new in outcomes if new],
         existing=[wid for wid, new in outcomes if not new],
     )
+
+
+START_WATCH_S = 5.0  # how long `submit` watches a referral it started for a failed start
+
+
+async def failed_starts(
+    client: Client, workflow_ids: Sequence[str], within_s: float = START_WATCH_S
+) -> dict[str, str]:
+    """Of referrals just started, those whose run failed before the referral started, with
+    why (a partner that does not serve the region, a directory that refuses it). Each is
+    watched until its lead went out, its run ended, or ``within_s`` passed: a referral
+    whose contact is still being looked up then is not reported."""
+
+    async def watch(workflow_id: str) -> tuple[str, str | None]:
+        handle = client.get_workflow_handle_for(ReferralWorkflow.run, workflow_id)
+        clock = asyncio.get_running_loop()
+        give_up_at = clock.time() + within_s
+        while (left := give_up_at - clock.time()) > 0:
+            description = await handle.describe()
+            if description.status is WorkflowExecutionStatus.FAILED:
+                return workflow_id, await _failure(handle)
+            if description.status is not WorkflowExecutionStatus.RUNNING:
+                return workflow_id, None
+            try:  # waits for a worker to have taken the run's first task, if one polls
+                view = await handle.query(
+                    ReferralWorkflow.status, rpc_timeout=timedelta(seconds=left)
+                )
+                if view.started_at is not None:
+                    return workflow_id, None
+            except (RPCError, WorkflowQueryFailedError):
+                pass  # no worker in time, or a run that is failing: look again
+            await asyncio.sleep(0.1)
+        return workflow_id, None
+
+    watched = await asyncio.gather(*(watch(w) for w in workflow_ids))
+    return {workflow_id: why for workflow_id, why in watched if why is not None}
+
+
+async def _failure(handle: Handle) -> str:
+    try:
+        await handle.result()
+    except WorkflowFailureError as error:
+        cause = error.cause
+        return cause.message if isinstance(cause, FailureError) else str(cause)
+    return "the run failed"
 
 
 async def act(

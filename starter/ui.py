@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
-from workflows import PARTNER_KEY, RESPOND_BY_KEY, RFI_KEY, STATUS_KEY, WORKFLOW_TYPE
+from workflows import (
+    FAILED_STATUS,
+    PARTNER_KEY,
+    RESPOND_BY_KEY,
+    RFI_KEY,
+    STATUS_KEY,
+    WORKFLOW_TYPE,
+)
 from workflows.models import Status
 
 ANSWER_SOON = timedelta(hours=24)  # the marketplace's recommendation
@@ -20,7 +27,7 @@ class ListFilter:
     """Referrals whose every given field matches. Ids must be validated ids (they are
     quoted into the query as they are)."""
 
-    statuses: tuple[Status, ...] = ()
+    statuses: tuple[str, ...] = ()  # a Status, or FAILED_STATUS
     rfi_id: str | None = None
     partner_id: str | None = None
     due_before: datetime | None = None  # the running deadline (RespondBy) falls before
@@ -52,7 +59,8 @@ def list_link(ui_url: str, namespace: str, query: str) -> str:
 
 def ready_made_views(now: datetime, rfi_id: str = "rfi-1001") -> list[tuple[str, ListFilter]]:
     """The views an operator starts from, titled: one per status, the answers due within
-    24 hours, Missed and Expired closed today (UTC), and one RFI's partners."""
+    24 hours, Missed and Expired closed today (UTC), the runs that failed to start (none
+    of them in any other view but the RFI's), and one RFI's partners."""
     today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     views = [(str(status), ListFilter(statuses=(status,))) for status in Status]
     views += [
@@ -61,6 +69,7 @@ def ready_made_views(now: datetime, rfi_id: str = "rfi-1001") -> list[tuple[str,
             "Missed or Expired, closed today (UTC)",
             ListFilter(statuses=(Status.MISSED, Status.EXPIRED), closed_since=today),
         ),
+        ("Failed to start", ListFilter(statuses=(FAILED_STATUS,))),
         (f"RFI {rfi_id}: every partner", ListFilter(rfi_id=rfi_id)),
     ]
     return views

@@ -87,21 +87,24 @@ def test_submit_act_status_list_and_emails(
     assert "3 started, 0 already existed" in ok(first)
     assert f"no received_at in {path}: received now, " in first.stderr
 
-    again = ok(
-        run_referrals(
-            environment,
-            "submit",
-            str(path),
-            "--partners",
-            "acme-consulting,globex,initech,umbrella",
-            "--json",
-        )
+    # umbrella does not serve the region: its run fails at once, and submit says so.
+    again = run_referrals(
+        environment,
+        "submit",
+        str(path),
+        "--partners",
+        "acme-consulting,globex,initech,umbrella",
+        "--json",
     )
-    summary = json.loads(again)
+    assert again.returncode == 1
+    summary = json.loads(again.stdout)
     assert sorted(summary["existing"]) == [
         f"referral:{rfi_id}:{p}" for p in ("acme-consulting", "globex", "initech")
     ]
-    assert summary["started"] == [f"referral:{rfi_id}:umbrella"]
+    assert summary["started"] == []
+    [(failed, why)] = summary["failed"].items()
+    assert failed == f"referral:{rfi_id}:umbrella"
+    assert "does not serve emea/Berlin" in why
 
     interested = json.loads(
         ok(run_referrals(environment, "act", rfi_id, "acme-consulting", "interested"))

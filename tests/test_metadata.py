@@ -18,6 +18,7 @@ from workflows.metadata import (
     MAX_SUMMARY_BYTES,
     archive_label,
     current_details,
+    failed_details,
     referral_summary,
     summary,
     wakeup_label,
@@ -103,6 +104,15 @@ def test_missed_names_the_deadline_as_the_cause() -> None:
     assert "- **Status:** Missed\n" in details
     assert "New -> Missed by respond deadline at 2026-11-28 09:00 UTC" in details
     assert "- **Emails:** lead pending, reroute pending" in details
+
+
+def test_a_failed_start_says_why_only_when_the_reason_is_ids_and_places() -> None:
+    refused = "Referral referral:rfi-1:umbrella cannot start: umbrella does not serve emea/Berlin"
+    assert failed_details("RegionNotServed", refused) == (
+        "- **Status:** Failed\n- **Failed:** RegionNotServed: " + refused
+    )
+    invalid = failed_details("InvalidInput", None)  # a validation error may quote the customer
+    assert invalid == "- **Status:** Failed\n- **Failed:** InvalidInput"
 
 
 @pytest.mark.parametrize(

@@ -55,6 +55,7 @@ def test_the_ready_made_views_cover_every_status_and_the_daily_ones() -> None:
     assert today.statuses == (Status.MISSED, Status.EXPIRED)
     assert today.closed_since == datetime(2026, 12, 1, tzinfo=UTC)
     assert views["RFI rfi-7: every partner"].rfi_id == "rfi-7"
+    assert views["Failed to start"].statuses == ("Failed",)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Placed:
     rfi_id: str  # the RFI sent to three partners
     due_soon: str  # the referral whose respond deadline falls in 12 hours
     missed: str
+    failed: str  # sent, with the same deadline, to a partner that does not serve the region
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +72,8 @@ async def placed(
     dev_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Placed]:
     """Five referrals, by workflow id: Evaluating, Skipped and New (not due for 72 hours)
-    for one RFI, New and due in 12 hours for another, Missed today for a third."""
+    for one RFI, New and due in 12 hours for another, Missed today for a third; and a run
+    that failed to start, which would have been due in 12 hours."""
     folder = tmp_path_factory.mktemp("ui-links")
     settings = Settings(
         REFERRALS_OUTBOX_DIR=folder / "outbox",
@@ -89,7 +92,8 @@ async def placed(
             await referrals.submit(
                 client, many, ["acme-consulting", "globex", "initech"], task_queue=queue
             )
-            await referrals.submit(client, soon, ["acme-consulting"], task_queue=queue)
+            await referrals.submit(client, soon, ["acme-consulting", "umbrella"], task_queue=queue)
+            failed = referral_workflow_id(soon.id, "umbrella")
             await referrals.submit(client, late, ["acme-consulting"], task_queue=queue)
             await referrals.act(client, many.id, "acme-consulting", "interested", {})
             await referrals.act(client, many.id, "globex", "no_thanks", {})
@@ -110,6 +114,7 @@ async def placed(
                 many.id,
                 referral_workflow_id(soon.id, "acme-consulting"),
                 referral_workflow_id(late.id, "acme-consulting"),
+                failed,
             )
             open_ones = [i for i, s in statuses.items() if s in (Status.NEW, Status.EVALUATING)]
             await stop_running(*(client.get_workflow_handle(i) for i in open_ones))
@@ -135,7 +140,7 @@ def status_is(*statuses: Status) -> Check:
 async def test_every_ready_made_view_lists_exactly_what_it_names(
     dev_env: WorkflowEnvironment, placed: Placed
 ) -> None:
-    ours = set(placed.statuses)
+    ours = {*placed.statuses, placed.failed}
     now = datetime.now(UTC)
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     expectations: dict[str, tuple[set[str], Check]] = {
@@ -155,6 +160,13 @@ async def test_every_ready_made_view_lists_exactly_what_it_names(
             and e.status is not WorkflowExecutionStatus.RUNNING
             and e.close_time is not None
             and e.close_time >= today
+        ),
+    )
+    expectations["Failed to start"] = (
+        {placed.failed},
+        lambda e: (
+            e.status is WorkflowExecutionStatus.FAILED
+            and e.typed_search_attributes.get(RESPOND_BY_KEY) is None
         ),
     )
     expectations[f"RFI {placed.rfi_id}: every partner"] = (

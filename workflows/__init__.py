@@ -12,3 +12,6 @@ REGION_KEY = SearchAttributeKey.for_keyword("Region")
 RESPOND_BY_KEY = SearchAttributeKey.for_datetime("RespondBy")
 
 SEARCH_ATTRIBUTE_KEYS = (STATUS_KEY, PARTNER_KEY, RFI_KEY, REGION_KEY, RESPOND_BY_KEY)
+# ReferralStatus of a run that failed before its referral started (a partner that does not
+# serve the region, an invalid input): not a referral status, and no deadline runs.
+FAILED_STATUS = "Failed"

@@ -47,6 +47,15 @@ def referral_summary(referral: Referral) -> str:
     return summary(rfi.id, referral.partner_id, rfi.region, rfi.location)
 
 
+def failed_details(kind: str, message: str | None) -> str:
+    """A run that failed before its referral started: why, when the reason names nothing
+    but ids and places (the directory's refusals), else only its kind."""
+    lines = ["- **Status:** Failed", f"- **Failed:** {kind}"]
+    if message is not None:
+        lines[-1] += f": {message}"
+    return "\n".join(lines)
+
+
 def current_details(referral: Referral) -> str:
     """The referral now, as Markdown: status, deadline, reminder, deal, last transition,
     emails, refused actions (lines without a value are left out)."""

@@ -16,6 +16,7 @@ from workflows.metadata import LOOKUP_LABEL
 from workflows.models import ContactLookup, PartnerContact
 
 NOT_SERVED = (PARTNER_NOT_FOUND, REGION_NOT_SERVED)  # shared by all runs: immutable
+LOOKUP_FAILED = "LookupFailed"  # the directory never answered in time
 # The directory is read once in the first workflow task; if that fails, the server retries
 # a regular activity (no history event per try) until the respond deadline.
 QUICK_LOOKUP_RETRY = RetryPolicy(maximum_attempts=1)
@@ -64,7 +65,7 @@ async def look_up_partner(referral: Referral) -> PartnerContact:
         if isinstance(failed, ApplicationError) and failed.type in NOT_SERVED:
             kind, message = failed.type, failed.message
         else:
-            kind, message = "LookupFailed", f"the partner directory did not answer: {failed}"
+            kind, message = LOOKUP_FAILED, f"the partner directory did not answer: {failed}"
         raise ApplicationError(
             f"Referral {referral.workflow_id} cannot start: {message}",
             type=kind,

@@ -23,12 +23,17 @@ from temporalio.exceptions import ApplicationError
 
 # Pure code and the workflow code of the run's background tasks, loaded once for all runs.
 with workflow.unsafe.imports_passed_through():
-    from workflows import WORKFLOW_TYPE
+    from workflows import FAILED_STATUS, RESPOND_BY_KEY, STATUS_KEY, WORKFLOW_TYPE
     from workflows.archiving import keep_archived
     from workflows.bookkeeping import Bookkeeping
     from workflows.emailing import EMAIL_BUDGET, send_email
     from workflows.lifecycle import ActionRejected, Referral, transition_labels
-    from workflows.metadata import STARTING_LABEL, current_details, wakeup_label
+    from workflows.metadata import (
+        STARTING_LABEL,
+        current_details,
+        failed_details,
+        wakeup_label,
+    )
     from workflows.models import (
         Action,
         ActionPayload,
@@ -42,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
         legacy_referral_workflow_id,
         referral_workflow_id,
     )
-    from workflows.partner_lookup import look_up_partner
+    from workflows.partner_lookup import LOOKUP_FAILED, NOT_SERVED, look_up_partner
     from workflows.payloads import (
         InvalidAction,
         decode_action_argument,
@@ -63,6 +68,7 @@ LAST_CALL_PATCH = "last-call"
 # A run whose first action came before this patch writes each transition to the archive at
 # once (`Bookkeeping.coalescing`; a run it continues as new asks again at its first action).
 COALESCING_PATCH = "archive-coalescing"
+FAILED_STATUS_PATCH = "failed-status"
 MAX_QUEUED_ACTIONS = 10  # signals kept while the referral starts; New takes at most 3 in a row
 # The metric's `action` label: a caller's unknown name counts as `unknown`, never itself.
 ACTION_NAMES = frozenset(str(action) for action in Action)
@@ -111,18 +117,12 @@ class ReferralWorkflow:
 
     @workflow.run
     async def run(self, *args: Any) -> StatusView:
+        try:
+            await self._start()
+        except ApplicationError as error:
+            self._failed_to_start(error)
+            raise
         referral = self.referral
-        if not self._books.continued:
-            self._check_start()
-        self._publish()
-        if not referral.started:
-            lookup = asyncio.create_task(look_up_partner(referral))
-            if not await self._wait(lookup.done):
-                lookup.cancel()
-                await asyncio.gather(lookup, return_exceptions=True)
-                await self._continue_as_new()
-            self._apply(referral.start(lookup.result(), workflow.now()))
-            self._take_queued_actions()
         self._tasks.append(asyncio.create_task(keep_archived(referral, self._books)))
         self._books.sending = True
         for email_id in list(self._books.pending):
@@ -203,6 +203,35 @@ class ReferralWorkflow:
         self._refused_counter.add(1, labels)
 
     # --- Starting -----------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        """Check the input, then find the partner's contact and send the lead."""
+        referral = self.referral
+        if not self._books.continued:
+            self._check_start()
+        self._publish()
+        if not referral.started:
+            lookup = asyncio.create_task(look_up_partner(referral))
+            if not await self._wait(lookup.done):
+                lookup.cancel()
+                await asyncio.gather(lookup, return_exceptions=True)
+                await self._continue_as_new()
+            self._apply(referral.start(lookup.result(), workflow.now()))
+            self._take_queued_actions()
+
+    def _failed_to_start(self, error: ApplicationError) -> None:
+        """Before the run fails: no longer a New referral with a deadline to operators'
+        views (its search attributes say Failed, without RespondBy), and why in its
+        details. Runs that failed before this existed replay without it."""
+        if not workflow.patched(FAILED_STATUS_PATCH):
+            return
+        workflow.upsert_search_attributes(
+            [STATUS_KEY.value_set(FAILED_STATUS), RESPOND_BY_KEY.value_unset()]
+        )
+        safe = error.type in NOT_SERVED or error.type == LOOKUP_FAILED
+        workflow.set_current_details(
+            failed_details(error.type or "Failed", error.message if safe else None)
+        )
 
     def _check_start(self) -> None:
         referral = self.referral
