@@ -11,7 +11,8 @@ from rich.table import Table
 from archive.schema import ReferralRow
 from archive.stats import PartnerStats, partner_stats
 from archive.store import ReferralFilter, archived_reason_code
-from starter.console import checked_id, fail, open_archive, parse_when, print_json
+from starter.console import checked_id, fail, open_archive, parse_when, print_json, run
+from starter.recovery import stuck_referrals
 from workflows.models import REASON_CODES, Status, referral_workflow_id
 
 db_app = typer.Typer(help="The archive database.", no_args_is_help=True)
@@ -43,9 +44,22 @@ def list_referrals(
     flagged: Annotated[
         bool, typer.Option("--flagged", help="Only RFIs a partner flagged as spam or abuse.")
     ] = False,
+    stuck: Annotated[
+        bool,
+        typer.Option(
+            "--stuck",
+            help="Instead, from Temporal: referrals whose run was terminated (recover them).",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
 ) -> None:
     """List archived referrals, newest received first, long after Temporal forgot them."""
+    if stuck:
+        others = (status, region, since, until, after, reason)
+        if any(option is not None for option in others) or flagged:
+            fail("--stuck takes only --rfi, --partner and --json")
+        list_stuck(rfi, partner, as_json)
+        return
     if reason is not None and reason not in REASON_CODES:
         fail(f"--reason {reason!r} is not a reason code: choose from {', '.join(REASON_CODES)}")
     where = ReferralFilter(
@@ -82,6 +96,23 @@ def list_referrals(
     Console().print(table)
     more = f"; next page: --after {rows[-1].workflow_id}" if len(rows) == limit else ""
     typer.echo(f"{len(rows)} referral(s){more}")
+
+
+def list_stuck(rfi: str | None, partner: str | None, as_json: bool) -> None:
+    rfi_id = checked_id(rfi, "RFI id") if rfi else None
+    partner_id = checked_id(partner, "partner id") if partner else None
+    found = run(lambda client: stuck_referrals(client, rfi_id, partner_id))
+    if as_json:
+        print_json([{**asdict(s), "terminated_at": _iso(s.terminated_at)} for s in found])
+        return
+    if not found:
+        typer.echo("no terminated referrals")
+        return
+    table = Table("RFI", "Partner", "Terminated", "Reason")
+    for s in found:
+        table.add_row(s.rfi_id, s.partner_id, _minutes(s.terminated_at), s.reason)
+    Console().print(table)
+    typer.echo(f"{len(found)} terminated: `referrals recover RFI PARTNER` takes each back")
 
 
 def history(

@@ -1,5 +1,6 @@
 """The `referrals` command: submit RFIs, act on referrals, read their status, run locally."""
 
+import asyncio
 import os
 import sys
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ import typer
 from pydantic import ValidationError
 from temporalio.client import Client
 
-from starter import referrals
+from starter import recovery, referrals
 from starter.archive_commands import db_app, history, list_referrals, partner_stats_command
 from starter.codec import CodecKeyError, codec_from_keys
 from starter.console import (
@@ -147,6 +148,38 @@ def status(
         return
     partner = checked_id(partner, "partner id")
     print_json(dump(run(lambda client: referrals.status(client, rfi, partner))))
+
+
+@app.command()
+def recover(
+    rfi: Annotated[str, typer.Argument(help="RFI id.")],
+    partner: Annotated[str, typer.Argument(help="Partner id.")],
+) -> None:
+    """Take back a referral whose run was terminated (`list --stuck`): a new run from its
+    last workflow task before the flood, the signals after it dropped."""
+    rfi, partner = checked_id(rfi, "RFI id"), checked_id(partner, "partner id")
+
+    async def recovered(client: Client) -> tuple[recovery.Recovery, str]:
+        done = await recovery.recover(client, rfi, partner)
+        try:  # the new run's status, once a worker has replayed it
+            view = await asyncio.wait_for(referrals.status(client, rfi, partner), 10)
+        except TimeoutError:
+            return done, "running (no worker answered within 10 s)"
+        return done, str(view.status)
+
+    done, now = run(recovered)
+    point = done.point
+    if point.retakes_actions:
+        typer.echo(
+            "warning: no workflow task before the flood was free of actions: those of "
+            f"event {point.event_id}'s task take effect again, now",
+            err=True,
+        )
+    typer.echo(
+        f"recovered {done.workflow_id}: a new run ({done.run_id}) from event {point.event_id} "
+        f"of {point.events} ({point.kept_bytes / 1e6:.1f} MB kept); "
+        f"{point.dropped_signals} signal(s) after it dropped, updates reapplied; now {now}"
+    )
 
 
 @app.command("codec-server")
