@@ -61,6 +61,7 @@ def build_worker(
     directory.load()  # a missing or malformed directory stops the worker at start
     archive = ArchiveStore(create_archive_engine(settings.database_url))
     tolerant = worker_client(client)
+    suggestions = SuggestionActivities(directory, archive, client)
     return Worker(
         tolerant,
         task_queue=task_queue or settings.task_queue,
@@ -68,7 +69,8 @@ def build_worker(
         activities=[
             DirectoryActivities(directory).look_up_contact,
             ArchiveActivities(archive).record_referral,
-            SuggestionActivities(directory, archive, client).suggest_partners,
+            suggestions.suggest_partners,
+            suggestions.look_at_rfi,
             EmailActivities(
                 mailer or build_mailer(settings), renderer or build_renderer(settings)
             ).send_email,

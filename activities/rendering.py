@@ -16,12 +16,15 @@ SUBJECTS = {
     EmailKind.DETAILS: "Customer details for your referral ({region})",
     EmailKind.REROUTE: "Please choose another partner for your request",
 }
+# The reroute's subject when every partner serving the region already has the request.
+NO_ONE_ELSE = "Your request: no other partner to suggest right now"
 
 REROUTE_REASONS = {
     Status.SKIPPED: "{partner} cannot take on your request.",
     Status.MISSED: "{partner} did not answer your request in time.",
     Status.DECLINED: "{partner} decided not to make an offer.",
     Status.EXPIRED: "{partner} did not decide on your request in time.",
+    Status.LOST: "{partner} and you did not reach a deal.",
 }
 
 
@@ -87,11 +90,17 @@ class EmailRenderer:
             ),
         }
         # A subject is a header, not HTML: collapse whitespace so nothing can inject headers.
-        subject = " ".join(
-            SUBJECTS[email.kind].format(need=rfi.need[:60], region=rfi.region).split()
-        )
+        subject = " ".join(_subject(email).format(need=rfi.need[:60], region=rfi.region).split())
         return RenderedEmail(
             subject=subject,
             text=self._env.get_template(f"{email.kind}.txt").render(context),
             html=self._env.get_template(f"{email.kind}.html").render(context),
         )
+
+
+def _subject(email: EmailRequest) -> str:
+    """The subject says what the body says: a reroute without anyone to suggest does not
+    ask the customer to choose one."""
+    if email.kind is EmailKind.REROUTE and email.alternatives == []:
+        return NO_ONE_ELSE
+    return SUBJECTS[email.kind]

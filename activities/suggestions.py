@@ -1,8 +1,10 @@
-"""The activity that picks other partners to suggest to a customer whose referral ended.
+"""The activities that tell what the customer of a referral that ended should hear: which
+other partners of the RFI are engaged with it or passed on it, and which partners to
+suggest.
 
-It raises no error of its own: a failure of Temporal's visibility, the directory file or the
-archive passes unchanged and is retried as far as the workflow's policy allows; after that
-the reroute email goes without suggestions.
+They raise no error of their own: a failure of Temporal's visibility, the directory file or
+the archive passes unchanged and is retried as far as the workflow's policy allows; after
+that the reroute email goes without suggestions, and one after a loss does not go.
 """
 
 import asyncio
@@ -13,8 +15,11 @@ from temporalio.client import Client
 from activities.directory import DirectoryFile
 from archive.stats import partner_stats, rank_by_responsiveness
 from archive.store import ArchiveStore
-from workflows.models import SuggestionRequest
-from workflows.visibility import partners_of_rfi
+from workflows.models import CustomerOutlook, Status, SuggestionRequest
+from workflows.visibility import partners_of_rfi, statuses_of_rfi
+
+ENGAGED = frozenset({Status.EVALUATING, Status.NEGOTIATING, Status.WON})
+PASSED = frozenset({Status.SKIPPED, Status.MISSED, Status.DECLINED, Status.EXPIRED})
 
 
 class SuggestionActivities:
@@ -31,6 +36,24 @@ class SuggestionActivities:
         listed = await partners_of_rfi(self._client, request.rfi_id)
         # The archive is a blocking database: off the worker's event loop.
         return await asyncio.to_thread(self._rank, request, listed | {request.partner_id})
+
+    @activity.defn(name="look_at_rfi_for_customer")
+    async def look_at_rfi(self, request: SuggestionRequest) -> CustomerOutlook:
+        """The RFI's other referrals by how they stand (Temporal's visibility over the
+        archive's rows, which may lag a second behind), and up to three partners to
+        suggest, as `suggest_partners` picks them."""
+        listed = await statuses_of_rfi(self._client, request.rfi_id)
+        return await asyncio.to_thread(self._outlook, request, listed)
+
+    def _outlook(self, request: SuggestionRequest, listed: dict[str, str]) -> CustomerOutlook:
+        statuses = {r.partner_id: r.status for r in self._store.referrals_of_rfi(request.rfi_id)}
+        statuses |= listed
+        statuses.pop(request.partner_id, None)
+        return CustomerOutlook(
+            alternatives=self._rank(request, {request.partner_id, *statuses}),
+            engaged=sorted(p for p, s in statuses.items() if s in ENGAGED),
+            passed=sorted(p for p, s in statuses.items() if s in PASSED),
+        )
 
     def _rank(self, request: SuggestionRequest, asked: set[str]) -> list[str]:
         serving = self._directory.load().partners_serving(request.region, request.location)

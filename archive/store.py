@@ -3,7 +3,7 @@
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Engine, Executable, Select, Table, and_, exists, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -39,6 +39,11 @@ class ReferralFilter:
     until: datetime | None = None
     reason_code: str | None = None  # closed with it; UNSPECIFIED: a refusal or loss without
     flagged: bool | None = None
+
+
+class RfiReferral(NamedTuple):
+    partner_id: str
+    status: str
 
 
 class ArchiveStore:
@@ -192,10 +197,17 @@ class ArchiveStore:
             return list(session.scalars(query))
 
     def partners_of_rfi(self, rfi_id: str) -> set[str]:
+        return {partner for partner, _ in self.referrals_of_rfi(rfi_id)}
+
+    def referrals_of_rfi(self, rfi_id: str) -> list[RfiReferral]:
+        """Each partner the RFI went to, with its referral's status as last archived."""
         with Session(self.engine) as session:
-            return set(
-                session.scalars(select(ReferralRow.partner_id).where(ReferralRow.rfi_id == rfi_id))
+            rows = session.execute(
+                select(ReferralRow.partner_id, ReferralRow.status).where(
+                    ReferralRow.rfi_id == rfi_id
+                )
             )
+            return [RfiReferral(partner, status) for partner, status in rows]
 
 
 def _filtered(

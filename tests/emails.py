@@ -43,6 +43,7 @@ def make_request(
     rfi: Rfi | None = None,
     status: Status | None = None,
     email_id: str | None = None,
+    alternatives: list[str] | None = None,
 ) -> EmailRequest:
     """An email as the lifecycle asks for it: partner emails carry a deadline, reroutes don't."""
     rfi = rfi or customer_rfi()
@@ -62,6 +63,7 @@ def make_request(
         rfi=EmailRfi.of(rfi, with_customer=kind in CUSTOMER_SHOWN),
         partner=PARTNER,
         due_at=None if to_customer else DUE_AT,
+        alternatives=alternatives,
     )
 
 

@@ -77,8 +77,8 @@ def test_details_without_a_phone_have_no_phone_line() -> None:
         assert "None" not in part
 
 
-@pytest.mark.parametrize("kind", list(EmailKind))
-def test_every_email_names_its_referral(kind: EmailKind) -> None:
+@pytest.mark.parametrize("kind", [k for k in EmailKind if k is not EmailKind.REROUTE])
+def test_every_email_to_the_partner_names_its_referral(kind: EmailKind) -> None:
     request = make_request(kind)
     rendered = EmailRenderer().render(request)
 
@@ -89,6 +89,22 @@ def test_every_email_names_its_referral(kind: EmailKind) -> None:
     assert f"{referral_id}.1" not in rendered.text
 
 
+@pytest.mark.parametrize("alternatives", [["Globex Partners"], [], None])
+def test_the_customers_email_carries_no_internal_id_and_its_subject_says_what_it_says(
+    alternatives: list[str] | None,
+) -> None:
+    rendered = render(EmailKind.REROUTE, status=Status.SKIPPED, alternatives=alternatives)
+    for part in (rendered.subject, rendered.text, rendered.html):
+        assert "referral:" not in part
+        assert "Referral" not in part
+    if alternatives == []:
+        assert rendered.subject == "Your request: no other partner to suggest right now"
+        assert "we have no one else to suggest right now" in rendered.text
+    else:
+        assert rendered.subject == "Please choose another partner for your request"
+        assert "choose" in rendered.text
+
+
 @pytest.mark.parametrize(
     ("status", "explanation"),
     [
@@ -96,6 +112,7 @@ def test_every_email_names_its_referral(kind: EmailKind) -> None:
         (Status.MISSED, "Acme Consulting did not answer your request in time."),
         (Status.DECLINED, "Acme Consulting decided not to make an offer."),
         (Status.EXPIRED, "Acme Consulting did not decide on your request in time."),
+        (Status.LOST, "Acme Consulting and you did not reach a deal."),
     ],
 )
 def test_reroute_tells_the_customer_why(status: Status, explanation: str) -> None:

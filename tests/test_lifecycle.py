@@ -149,7 +149,15 @@ ROWS = [
         "Too small for us",
     ),
     (Status.NEGOTIATING, "won", {"final_deal_value": "31000.50"}, Status.WON, None, None),
-    (Status.NEGOTIATING, "lost", {"reason": "Budget cut"}, Status.LOST, None, "Budget cut"),
+    # The reroute after a loss goes only if another partner of the RFI passed meanwhile.
+    (
+        Status.NEGOTIATING,
+        "lost",
+        {"reason": "Budget cut"},
+        Status.LOST,
+        EmailKind.REROUTE,
+        "Budget cut",
+    ),
 ]
 
 
@@ -845,7 +853,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         assert len({r.id for r in records}) == len(records)
         sent = kinds(self.sent)
         reroutes = [e for e in self.sent if e.kind is EmailKind.REROUTE]
-        if self.referral.status in REROUTE:
+        if self.referral.status in REROUTE | {Status.LOST}:
             assert len(reroutes) == 1
             assert reroutes[0].to == CUSTOMER_EMAIL
             assert reroutes[0].status is self.referral.status

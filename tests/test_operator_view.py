@@ -131,7 +131,8 @@ async def test_a_missed_referral_shows_what_missed_it(
     assert "- **Emails:** reroute sent" in text
     timeline = await labels(dev_env.client, handle)
     assert "reroute email to the customer" in timeline["activity_task_scheduled_event_attributes"]
-    assert "partner suggestions" in timeline["activity_task_scheduled_event_attributes"]
+    scheduled = timeline["activity_task_scheduled_event_attributes"]
+    assert "the RFI's other referrals, and partner suggestions" in scheduled
     everything = "\n".join([text, *(t for texts in timeline.values() for t in texts)])
     for trace in DISTINCTIVE_TRACES:
         assert trace not in everything

@@ -16,9 +16,10 @@ from temporalio.worker import WorkflowReplayResult
 from temporalio.workflow import NondeterminismError
 
 from tests.servers import replayer
+from workflows.emailing import CUSTOMER_OUTLOOK_PATCH
 from workflows.metadata import COALESCING_LABEL
 from workflows.models import legacy_referral_workflow_id, referral_workflow_id
-from workflows.referral import COALESCING_PATCH
+from workflows.referral import COALESCING_PATCH, REROUTE_ON_LOST_PATCH
 
 # Every path of the lifecycle, recorded while workflow ids were `referral-{rfi_id}-{partner_id}`
 # (they replay under it), and a run whose text field held a number, as they could then.
@@ -56,10 +57,23 @@ BURSTS = {"updates_coalesced", "updates_burst"}
 SINCE_COALESCING = {"updates_coalesced", "expired_since_coalescing"}
 
 
+SINCE_OUTLOOK = {"skipped_since_outlook", "lost_since_outlook"}
+
+
 def test_every_path_has_a_recorded_history() -> None:
     assert {h.stem for h in HISTORIES} >= (
-        EARLIER_IDS | SINCE_LAST_CALLS | BURSTS | SINCE_COALESCING
+        EARLIER_IDS | SINCE_LAST_CALLS | BURSTS | SINCE_COALESCING | SINCE_OUTLOOK
     )
+
+
+@pytest.mark.parametrize("name", sorted(SINCE_OUTLOOK))
+def test_a_reroute_since_the_outlook_records_its_patches(name: str) -> None:
+    """A reroute reads how the RFI's other referrals stand (`customer-outlook`); a loss
+    asks for one (`reroute-on-lost`): runs recorded before replay without either."""
+    _, patches = timers_and_patches(HISTORIES_DIR / f"{name}.json")
+    ids = {json.loads(p)["id"] for p in patches}
+    assert CUSTOMER_OUTLOOK_PATCH in ids
+    assert (REROUTE_ON_LOST_PATCH in ids) is (name == "lost_since_outlook")
 
 
 def timers_and_patches(path: Path) -> tuple[list[str], list[str]]:

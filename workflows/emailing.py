@@ -6,10 +6,12 @@ Workflow code, passed through the sandbox (`workflows/activity_calls.py`).
 
 import asyncio
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.types import MethodAsyncSingleParam
 
 from activities.email import EmailActivities
 from activities.mailers import OUTCOME_UNKNOWN, REJECTED
@@ -17,8 +19,14 @@ from activities.suggestions import SuggestionActivities
 from workflows.activity_calls import ACTIVITY_TIMEOUT, WAIT, error_type, message
 from workflows.bookkeeping import Bookkeeping
 from workflows.lifecycle import Referral
-from workflows.metadata import EMAIL_LABELS, SUGGESTIONS_LABEL, current_details, email_pause_label
-from workflows.models import EmailKind, EmailOutcome, SuggestionRequest
+from workflows.metadata import (
+    EMAIL_LABELS,
+    OUTLOOK_LABEL,
+    SUGGESTIONS_LABEL,
+    current_details,
+    email_pause_label,
+)
+from workflows.models import CustomerOutlook, EmailKind, EmailOutcome, Status, SuggestionRequest
 
 EMAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -30,8 +38,12 @@ EMAIL_BUDGET = timedelta(hours=24)  # from the first attempt, across runs
 # pause, and never more than this many times in all, so that at most this many copies exist.
 MAX_UNKNOWN_OUTCOMES = 3
 UNKNOWN_OUTCOME_PAUSE = timedelta(hours=1)
+# The reroute asks how the RFI's other referrals stand before it goes; runs that asked for
+# suggestions alone before this replay without it.
+CUSTOMER_OUTLOOK_PATCH = "customer-outlook"
 # Suggestions are a courtesy: a few tries, then the reroute goes out without them.
 SUGGESTIONS_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1), maximum_attempts=5)
+Found = TypeVar("Found")
 
 
 async def send_email(referral: Referral, books: Bookkeeping, email_id: str) -> None:
@@ -49,7 +61,17 @@ async def _deliver(referral: Referral, books: Bookkeeping, email_id: str) -> Non
         pending = books.pending[email_id]
         email = pending.request
         if email.kind is EmailKind.REROUTE and not pending.suggestions_asked:
-            alternatives = await _alternatives(referral)
+            if workflow.patched(CUSTOMER_OUTLOOK_PATCH):
+                outlook = await _outlook(referral)
+                if books.draining:
+                    return
+                why = withheld(referral, outlook)
+                if why is not None:
+                    _settle(referral, books, email_id, EmailOutcome.WITHHELD, why)
+                    return
+                alternatives = outlook.alternatives if outlook else None
+            else:  # a run that asked for suggestions alone before it replays as it ran
+                alternatives = await _alternatives(referral)
             if books.draining:
                 return
             email = email.model_copy(update={"alternatives": alternatives})
@@ -110,27 +132,59 @@ def _settle(
     outcome: EmailOutcome,
     error: str | None = None,
 ) -> None:
-    if error is not None:
+    if outcome is EmailOutcome.WITHHELD:
+        workflow.logger.info("Email %s withheld: %s", email_id, error)
+    elif error is not None:
         workflow.logger.warning("Email %s failed: %s", email_id, error)
     referral.record_email(email_id, outcome, error)
     del books.pending[email_id]
     workflow.set_current_details(current_details(referral))
 
 
+def withheld(referral: Referral, outlook: CustomerOutlook | None) -> str | None:
+    """Why the customer is not sent the reroute, if it is not: another partner of the RFI
+    has the request (Evaluating, Negotiating or Won), or, after a loss, no other partner
+    passed on it (the customer was told nothing they do not know). Not knowing, a reroute
+    goes as it always did, and one after a loss does not, as it never did."""
+    lost = referral.status is Status.LOST
+    if outlook is None:
+        return "not known whether another partner of this RFI passed on it" if lost else None
+    if outlook.engaged:
+        return f"another partner of this RFI has the request: {', '.join(outlook.engaged)}"
+    if lost and not outlook.passed:
+        return "no other partner of this RFI passed on it"
+    return None
+
+
+async def _outlook(referral: Referral) -> CustomerOutlook | None:
+    """What the customer should hear; None if it cannot be known in time."""
+    return await _courtesy(SuggestionActivities.look_at_rfi, referral, OUTLOOK_LABEL)
+
+
+def _suggestion_request(referral: Referral) -> SuggestionRequest:
+    rfi = referral.rfi
+    return SuggestionRequest(
+        rfi_id=rfi.id, partner_id=referral.partner_id, region=rfi.region, location=rfi.location
+    )
+
+
 async def _alternatives(referral: Referral) -> list[str] | None:
     """Partners to suggest to the customer; None if they cannot be known in time."""
-    rfi = referral.rfi
-    request = SuggestionRequest(
-        rfi_id=rfi.id,
-        partner_id=referral.partner_id,
-        region=rfi.region,
-        location=rfi.location,
-    )
+    return await _courtesy(SuggestionActivities.suggest_partners, referral, SUGGESTIONS_LABEL)
+
+
+async def _courtesy(
+    look: MethodAsyncSingleParam[SuggestionActivities, SuggestionRequest, Found],
+    referral: Referral,
+    label: str,
+) -> Found | None:
+    """What a look at the RFI's other referrals finds, in a few tries; None if nothing in
+    time (the email goes on without it)."""
     try:
         return await workflow.execute_activity_method(
-            SuggestionActivities.suggest_partners,
-            request,
-            summary=SUGGESTIONS_LABEL,
+            look,
+            _suggestion_request(referral),
+            summary=label,
             start_to_close_timeout=ACTIVITY_TIMEOUT,
             schedule_to_close_timeout=timedelta(minutes=10),
             retry_policy=SUGGESTIONS_RETRY,
@@ -138,5 +192,5 @@ async def _alternatives(referral: Referral) -> list[str] | None:
         )
     except ActivityError as error:
         if not isinstance(error.cause, CancelledError):
-            workflow.logger.warning("No partner suggestions for the customer: %s", error.cause)
+            workflow.logger.warning("%s: not known in time: %s", label, error.cause)
         return None

@@ -157,6 +157,9 @@ class Referral:
         # The workflow turns last calls off while it replays a run recorded before they
         # existed (workflow.patched), so that its timers stay as they were.
         self.last_calls = True
+        # A loss asks for a reroute to the customer (sent only if another partner of the RFI
+        # passed on it meanwhile); off while replaying a loss recorded before.
+        self.reroute_on_lost = True
 
     @classmethod
     def restored(
@@ -377,6 +380,8 @@ class Referral:
             self.last_calls and target is Status.EVALUATING and effective_at < self.last_call_at
         )
         kind = ON_ENTERING.get(target)
+        if target is Status.LOST and self.reroute_on_lost:
+            kind = EmailKind.REROUTE
         if kind is None:
             return []
         if kind is EmailKind.REROUTE:

@@ -83,6 +83,8 @@ class EmailOutcome(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"
+    # Not sent, by design: a reroute while another partner of the RFI has the request.
+    WITHHELD = "withheld"
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -432,6 +434,16 @@ class SuggestionRequest(WireModel):
     partner_id: Id
     region: Id
     location: str | None = None
+
+
+class CustomerOutlook(WireModel):
+    """What the customer of a referral that ended should hear: the RFI's other partners
+    now engaged with it (Evaluating, Negotiating or Won) and those that passed on it
+    (Skipped, Missed, Declined, Expired), by id; and partners to suggest, by name."""
+
+    alternatives: list[str]
+    engaged: list[Id] = []
+    passed: list[Id] = []
 
 
 class EmailReceipt(WireModel):

@@ -69,6 +69,7 @@ LAST_CALL_PATCH = "last-call"
 # once (`Bookkeeping.coalescing`; a run it continues as new asks again at its first action).
 COALESCING_PATCH = "archive-coalescing"
 FAILED_STATUS_PATCH = "failed-status"
+REROUTE_ON_LOST_PATCH = "reroute-on-lost"
 MAX_QUEUED_ACTIONS = 10  # signals kept while the referral starts; New takes at most 3 in a row
 # The metric's `action` label: a caller's unknown name counts as `unknown`, never itself.
 ACTION_NAMES = frozenset(str(action) for action in Action)
@@ -275,6 +276,8 @@ class ReferralWorkflow:
         # (each patch's marker costs an upsert of TemporalChangeVersion of its own).
         self._books.coalescing = workflow.patched(COALESCING_PATCH)
         self.referral.last_calls = self._books.coalescing or workflow.patched(LAST_CALL_PATCH)
+        if action is Action.LOST:  # asked only then: a patch's marker costs a visibility write
+            self.referral.reroute_on_lost = workflow.patched(REROUTE_ON_LOST_PATCH)
         return self.referral.act(action, payload, now)
 
     def _take_queued_actions(self) -> None:

@@ -45,6 +45,8 @@ EXPECTED = {
     "declined_as_spam": "Declined",
     "updates_coalesced": "Won",
     "expired_since_coalescing": "Expired",
+    "skipped_since_outlook": "Skipped",
+    "lost_since_outlook": "Lost",
 }
 PATHS: dict[str, list[tuple[str, str, Any, float]]] = {
     "won": [
@@ -89,8 +91,17 @@ PATHS: dict[str, list[tuple[str, str, Any, float]]] = {
         ("update", "accept", ACCEPT, 0.3 / 3600),
         ("update", "won", {}, 0),
     ],
+    # Recorded since a reroute first reads how the RFI's other referrals stand (visibility,
+    # on the dev server): sent after a refusal, withheld after a loss alone.
+    "skipped_since_outlook": [("update", "no_thanks", {}, 0)],
+    "lost_since_outlook": [
+        ("update", "interested", {}, 0),
+        ("update", "accept", ACCEPT, 0),
+        ("update", "lost", {}, 0),
+    ],
 }
-ON_DEV_SERVER = {"updates", "updates_coalesced"}  # updates; the others skip time
+# Updates, and reroutes that read visibility; the others skip time.
+ON_DEV_SERVER = {"updates", "updates_coalesced", "skipped_since_outlook", "lost_since_outlook"}
 
 
 async def run_path(env: WorkflowEnvironment, queue: str, name: str, sleep: Sleep) -> str:
