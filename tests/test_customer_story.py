@@ -87,16 +87,24 @@ async def test_no_choose_another_while_another_partner_evaluates_then_one_when_i
         assert "Referral " not in part
 
 
+async def passed_while_globex_negotiates(
+    client: Client, worker: Worker
+) -> tuple[dict[str, Handle], Handle]:
+    """acme-consulting says no thanks while globex negotiates: its reroute is withheld."""
+    referrals = await sent_to(client, worker, fresh(), "acme-consulting", "globex")
+    engaged = referrals["globex"]
+    await engaged.execute_update("interested", {})
+    await engaged.execute_update("accept", ACCEPT)
+    await referrals["acme-consulting"].execute_update("no_thanks", {})
+    assert reroute(await ended(referrals["acme-consulting"]))[0] is EmailOutcome.WITHHELD
+    return referrals, engaged
+
+
 async def test_a_won_deal_leaves_the_customer_no_choose_another(
     dev_env: WorkflowEnvironment, worker: Worker, settings: Settings
 ) -> None:
-    referrals = await sent_to(dev_env.client, worker, fresh(), "acme-consulting", "globex")
-    winner = referrals["globex"]
-    await winner.execute_update("interested", {})
-    await winner.execute_update("accept", ACCEPT)
-    await referrals["acme-consulting"].execute_update("no_thanks", {})
+    referrals, winner = await passed_while_globex_negotiates(dev_env.client, worker)
     await winner.execute_update("won", {"final_deal_value": "26000"})
-    assert reroute(await ended(referrals["acme-consulting"]))[0] is EmailOutcome.WITHHELD
     await ended(winner)
     for handle in referrals.values():
         assert customer_emails(settings.outbox_dir, handle) == []
@@ -105,12 +113,7 @@ async def test_a_won_deal_leaves_the_customer_no_choose_another(
 async def test_the_customer_hears_once_when_the_engaged_partner_loses_the_deal(
     dev_env: WorkflowEnvironment, worker: Worker, settings: Settings
 ) -> None:
-    referrals = await sent_to(dev_env.client, worker, fresh(), "acme-consulting", "globex")
-    loser = referrals["globex"]
-    await loser.execute_update("interested", {})
-    await loser.execute_update("accept", ACCEPT)
-    await referrals["acme-consulting"].execute_update("no_thanks", {})
-    assert reroute(await ended(referrals["acme-consulting"]))[0] is EmailOutcome.WITHHELD
+    _, loser = await passed_while_globex_negotiates(dev_env.client, worker)
     await loser.execute_update("lost", {"reason_code": "budget_insufficient"})
     assert reroute(await ended(loser))[0] is EmailOutcome.SENT
     [email] = customer_emails(settings.outbox_dir, loser)

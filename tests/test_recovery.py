@@ -14,7 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent, WorkflowExecutionSignaledEventAttributes
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -23,9 +23,20 @@ from starter.settings import Settings
 from tests.factories import ACCEPT, fresh_rfi
 from tests.servers import run_referrals, start_referral, worker_environment
 from worker import build_worker
-from workflows.models import Status
+from workflows.models import Rfi, Status
 
 FLOOD_SIGNAL_BYTES = 60_000  # under the contract's 64 KB: each one is read, and refused
+# A `won` while Evaluating, with a field no action takes: refused twice over.
+FLOOD_SIGNAL = {"final_deal_value": "1", "note": "x" * FLOOD_SIGNAL_BYTES}
+
+
+async def evaluating(
+    client: Client, queue: str, rfi: Rfi
+) -> tuple[WorkflowHandle[Any, Any], dict[str, Any]]:
+    """A referral the partner is interested in, and its view once its emails went out."""
+    handle = await start_referral(client, queue, rfi)
+    await handle.execute_update("interested", {})
+    return handle, await settled(handle)
 
 
 async def settled(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
@@ -112,14 +123,11 @@ async def test_a_referral_terminated_by_a_flood_is_listed_and_recovered(
     queue = f"referrals-test-{uuid.uuid4()}"
     rfi = fresh_rfi()
     async with build_worker(client, settings, executor, task_queue=queue):
-        handle = await start_referral(client, queue, rfi)
-        await handle.execute_update("interested", {})
-        before = await settled(handle)
-    garbage = {"final_deal_value": "1", "note": "x" * FLOOD_SIGNAL_BYTES}  # refused twice over
+        handle, before = await evaluating(client, queue, rfi)
 
     async def sender() -> None:
         for _ in range(10):
-            await handle.signal("won", garbage)
+            await handle.signal("won", FLOOD_SIGNAL)
 
     await asyncio.gather(*(sender() for _ in range(8)))
     await handle.terminate(reason="history size exceeds limit")
@@ -167,16 +175,13 @@ async def test_a_parallel_flood_gets_a_referral_terminated_and_recover_takes_it_
     queue = f"referrals-test-{uuid.uuid4()}"
     rfi = fresh_rfi()
     async with build_worker(client, settings, executor, task_queue=queue):
-        handle = await start_referral(client, queue, rfi)
-        await handle.execute_update("interested", {})
-        before = await settled(handle)
-        garbage = {"final_deal_value": "1", "note": "x" * FLOOD_SIGNAL_BYTES}
+        handle, before = await evaluating(client, queue, rfi)
         give_up_at = asyncio.get_running_loop().time() + 90
 
         async def sender() -> None:
             while asyncio.get_running_loop().time() < give_up_at:
                 try:
-                    await handle.signal("won", garbage)
+                    await handle.signal("won", FLOOD_SIGNAL)
                 except RPCError:
                     return  # terminated: the server refuses signals to it
 
