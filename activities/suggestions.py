@@ -46,13 +46,21 @@ class SuggestionActivities:
         return await asyncio.to_thread(self._outlook, request, listed)
 
     def _outlook(self, request: SuggestionRequest, listed: dict[str, str]) -> CustomerOutlook:
-        statuses = {r.partner_id: r.status for r in self._store.referrals_of_rfi(request.rfi_id)}
-        statuses |= listed
+        archived = self._store.referrals_of_rfi(request.rfi_id)
+        statuses = {r.partner_id: r.status for r in archived} | listed
         statuses.pop(request.partner_id, None)
+        passed = sorted(p for p, s in statuses.items() if s in PASSED)
+        me = (request.ended_at, request.partner_id)
+        ended = {r.partner_id: r.closed_at for r in archived if r.closed_at is not None}
         return CustomerOutlook(
             alternatives=self._rank(request, {request.partner_id, *statuses}),
             engaged=sorted(p for p, s in statuses.items() if s in ENGAGED),
-            passed=sorted(p for p, s in statuses.items() if s in PASSED),
+            passed=passed,
+            passed_after=[
+                p
+                for p in passed
+                if request.ended_at is not None and p in ended and (ended[p], p) > me
+            ],
         )
 
     def _rank(self, request: SuggestionRequest, asked: set[str]) -> list[str]:

@@ -44,6 +44,7 @@ class ReferralFilter:
 class RfiReferral(NamedTuple):
     partner_id: str
     status: str
+    closed_at: datetime | None
 
 
 class ArchiveStore:
@@ -197,17 +198,17 @@ class ArchiveStore:
             return list(session.scalars(query))
 
     def partners_of_rfi(self, rfi_id: str) -> set[str]:
-        return {partner for partner, _ in self.referrals_of_rfi(rfi_id)}
+        return {referral.partner_id for referral in self.referrals_of_rfi(rfi_id)}
 
     def referrals_of_rfi(self, rfi_id: str) -> list[RfiReferral]:
         """Each partner the RFI went to, with its referral's status as last archived."""
         with Session(self.engine) as session:
             rows = session.execute(
-                select(ReferralRow.partner_id, ReferralRow.status).where(
+                select(ReferralRow.partner_id, ReferralRow.status, ReferralRow.closed_at).where(
                     ReferralRow.rfi_id == rfi_id
                 )
             )
-            return [RfiReferral(partner, status) for partner, status in rows]
+            return [RfiReferral(*row) for row in rows]
 
 
 def _filtered(

@@ -3,6 +3,7 @@ RFI's other referrals from Temporal's visibility): no "choose another partner" w
 another partner has the request, one email when the last engaged partner ends without a
 deal, subjects that say what the body says, and no internal id in a customer's email."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -143,3 +144,22 @@ async def test_without_an_engaged_partner_the_customer_is_asked_to_choose_as_bef
     [email] = customer_emails(settings.outbox_dir, referrals["acme-consulting"])
     assert "Acme Consulting cannot take on your request." in body(email, "plain")
     await referrals["globex"].terminate("test finished")
+
+
+async def test_two_engaged_partners_that_decline_together_tell_the_customer_once(
+    dev_env: WorkflowEnvironment, worker: Worker, settings: Settings
+) -> None:
+    """Both Evaluating, both decline at the same moment: each reroute waits for the other
+    to show, and the later one tells the customer; the earlier one is withheld."""
+    referrals = await sent_to(dev_env.client, worker, fresh(), "acme-consulting", "globex")
+    for handle in referrals.values():
+        await handle.execute_update("interested", {})
+    await asyncio.gather(*(h.execute_update("decline", {}) for h in referrals.values()))
+    views = {p: await ended(h) for p, h in referrals.items()}
+    outcomes = sorted(reroute(view)[0] for view in views.values())
+    assert outcomes == [EmailOutcome.SENT, EmailOutcome.WITHHELD]
+    [(earlier, view)] = [(p, v) for p, v in views.items() if reroute(v)[0] is EmailOutcome.WITHHELD]
+    [later] = set(views) - {earlier}
+    assert reroute(view)[1] == f"another partner of this RFI passed on it after this one: {later}"
+    sent = [customer_emails(settings.outbox_dir, h) for h in referrals.values()]
+    assert sorted(len(emails) for emails in sent) == [0, 1]

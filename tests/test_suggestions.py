@@ -166,9 +166,11 @@ async def test_a_partner_only_the_archive_remembers_for_the_rfi_is_not_suggested
     store: ArchiveStore,
 ) -> None:
     client = dev_env.client
-    rfi = make_rfi(received_at=datetime.now(UTC).isoformat())  # emea, Berlin
-    # The RFI went to initech, which serves Berlin, and that referral ran and finished: its
-    # history is gone from Temporal (retention), only the archive still has it.
+    received = datetime.now(UTC) - timedelta(hours=1)
+    rfi = make_rfi(received_at=received.isoformat())  # emea, Berlin
+    # The RFI went to initech, which serves Berlin, and that referral ran and finished
+    # (55 minutes ago): its history is gone from Temporal (retention), only the archive
+    # still has it.
     earlier = Referral(rfi, "initech")
     earlier.start(INITECH_BERLIN, rfi.received_at)
     act(earlier, "no_thanks", None, rfi.received_at + timedelta(minutes=5))

@@ -22,6 +22,7 @@ from workflows.lifecycle import Referral
 from workflows.metadata import (
     EMAIL_LABELS,
     OUTLOOK_LABEL,
+    SETTLE_LABEL,
     SUGGESTIONS_LABEL,
     current_details,
     email_pause_label,
@@ -41,6 +42,10 @@ UNKNOWN_OUTCOME_PAUSE = timedelta(hours=1)
 # The reroute asks how the RFI's other referrals stand before it goes; runs that asked for
 # suggestions alone before this replay without it.
 CUSTOMER_OUTLOOK_PATCH = "customer-outlook"
+# How long a reroute waits before it reads the RFI's other referrals: long enough for
+# visibility and the archive to show a referral that ended at the same moment, so that
+# of two that end together the later one tells the customer, and the earlier one not.
+OUTLOOK_SETTLE = timedelta(seconds=2)
 # Suggestions are a courtesy: a few tries, then the reroute goes out without them.
 SUGGESTIONS_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1), maximum_attempts=5)
 Found = TypeVar("Found")
@@ -62,6 +67,8 @@ async def _deliver(referral: Referral, books: Bookkeeping, email_id: str) -> Non
         email = pending.request
         if email.kind is EmailKind.REROUTE and not pending.suggestions_asked:
             if workflow.patched(CUSTOMER_OUTLOOK_PATCH):
+                # Referrals of the RFI that end together: each sees how the others ended.
+                await workflow.sleep(OUTLOOK_SETTLE, summary=SETTLE_LABEL)
                 outlook = await _outlook(referral)
                 if books.draining:
                     return
@@ -151,6 +158,9 @@ def withheld(referral: Referral, outlook: CustomerOutlook | None) -> str | None:
         return "not known whether another partner of this RFI passed on it" if lost else None
     if outlook.engaged:
         return f"another partner of this RFI has the request: {', '.join(outlook.engaged)}"
+    if outlook.passed_after:
+        later = ", ".join(outlook.passed_after)
+        return f"another partner of this RFI passed on it after this one: {later}"
     if lost and not outlook.passed:
         return "no other partner of this RFI passed on it"
     return None
@@ -163,8 +173,13 @@ async def _outlook(referral: Referral) -> CustomerOutlook | None:
 
 def _suggestion_request(referral: Referral) -> SuggestionRequest:
     rfi = referral.rfi
+    last = referral.transitions[-1] if referral.closed and referral.transitions else None
     return SuggestionRequest(
-        rfi_id=rfi.id, partner_id=referral.partner_id, region=rfi.region, location=rfi.location
+        rfi_id=rfi.id,
+        partner_id=referral.partner_id,
+        region=rfi.region,
+        location=rfi.location,
+        ended_at=last.effective_at if last else None,
     )
 
 

@@ -32,6 +32,7 @@ EMAIL_LABELS: Mapping[EmailKind, str] = {
 LOOKUP_LABEL = "partner contact look-up"
 SUGGESTIONS_LABEL = "partner suggestions"
 OUTLOOK_LABEL = "the RFI's other referrals, and partner suggestions"
+SETTLE_LABEL = "let the RFI's other referrals show how they stand"
 STARTING_LABEL = "wait for the referral to start"
 COALESCING_LABEL = "archive: more transitions, one write"
 

@@ -434,6 +434,7 @@ class SuggestionRequest(WireModel):
     partner_id: Id
     region: Id
     location: str | None = None
+    ended_at: UtcDatetime | None = None  # when this referral ended, if it has
 
 
 class CustomerOutlook(WireModel):
@@ -444,6 +445,9 @@ class CustomerOutlook(WireModel):
     alternatives: list[str]
     engaged: list[Id] = []
     passed: list[Id] = []
+    # Of those that passed, the ones that ended after this referral (at the same moment:
+    # a greater partner id): their reroute tells the customer.
+    passed_after: list[Id] = []
 
 
 class EmailReceipt(WireModel):
