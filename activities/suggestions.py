@@ -35,7 +35,7 @@ class SuggestionActivities:
         a moment ago has no archive row yet) and those only the archive still knows."""
         listed = await partners_of_rfi(self._client, request.rfi_id)
         # The archive is a blocking database: off the worker's event loop.
-        return await asyncio.to_thread(self._rank, request, listed | {request.partner_id})
+        return await asyncio.to_thread(self._suggest, request, listed)
 
     @activity.defn(name="look_at_rfi_for_customer")
     async def look_at_rfi(self, request: SuggestionRequest) -> CustomerOutlook:
@@ -63,9 +63,14 @@ class SuggestionActivities:
             ],
         )
 
+    def _suggest(self, request: SuggestionRequest, listed: set[str]) -> list[str]:
+        archived = self._store.partners_of_rfi(request.rfi_id)
+        return self._rank(request, {request.partner_id, *listed, *archived})
+
     def _rank(self, request: SuggestionRequest, asked: set[str]) -> list[str]:
+        """Partners serving the RFI's region and location that were not `asked`, by name,
+        the most responsive first."""
         serving = self._directory.load().partners_serving(request.region, request.location)
-        asked |= self._store.partners_of_rfi(request.rfi_id)
         candidates = [p.id for p in serving if p.id not in asked]
         stats = partner_stats(self._store.engine, partner_ids=candidates)
         names = {p.id: p.name for p in serving}

@@ -65,29 +65,25 @@ def changed_attributes(
 
 
 async def statuses_of_rfi(client: "Client", rfi_id: str) -> dict[str, str]:
-    """Each partner the RFI went to, with its referral's `ReferralStatus` as visibility has
-    it: the latest run of each (a referral continues as new), while the namespace keeps
-    it. `rfi_id` must be a validated id."""
+    """The partners an RFI went to, as visibility lists them, each with its referral's
+    `ReferralStatus` ("" if it has none yet): running referrals (from the moment they are
+    started, since the start request carries the attributes) and closed ones until the
+    namespace's retention forgets them; the latest run of each (a referral continues as
+    new). `rfi_id` must be a validated id."""
     query = f"WorkflowType = '{WORKFLOW_TYPE}' AND {RFI_KEY.name} = '{rfi_id}'"
     latest: dict[str, tuple[datetime, str, str]] = {}
     async for execution in client.list_workflows(query):
         attributes = execution.typed_search_attributes
-        partner, status = attributes.get(PARTNER_KEY), attributes.get(STATUS_KEY)
-        if not partner or not status:
+        partner = attributes.get(PARTNER_KEY)
+        if not partner:
             continue
         seen = latest.get(execution.id)
         if seen is None or execution.start_time > seen[0]:
+            status = attributes.get(STATUS_KEY) or ""
             latest[execution.id] = (execution.start_time, partner, status)
     return {partner: status for _, partner, status in latest.values()}
 
 
 async def partners_of_rfi(client: "Client", rfi_id: str) -> set[str]:
-    """The partners an RFI went to, as visibility lists them: running referrals (from the
-    moment they are started, since the start request carries the attributes) and closed
-    ones until the namespace's retention forgets them. `rfi_id` must be a validated id."""
-    query = f"WorkflowType = '{WORKFLOW_TYPE}' AND {RFI_KEY.name} = '{rfi_id}'"
-    partners = {
-        execution.typed_search_attributes.get(PARTNER_KEY)
-        async for execution in client.list_workflows(query)
-    }
-    return {p for p in partners if p}
+    """The partners an RFI went to, as visibility lists them (`statuses_of_rfi`)."""
+    return set(await statuses_of_rfi(client, rfi_id))
