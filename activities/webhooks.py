@@ -193,7 +193,7 @@ class WebhookActivities:
                 )
                 stopped = True
         self._deliveries.record(endpoint.id, attempts)
-        answered = attempts[-1].code is not None if attempts and refusal is None else None
+        answered = _answered(attempts[-1], refusal) if attempts else None
         if attempts and attempts[-1].code == 410:
             self._webhooks.set_enabled(endpoint.id, False, GONE_REASON)
             return list(waiting.values()), "gone", answered
@@ -214,8 +214,7 @@ class WebhookActivities:
             attempt = self._try(endpoint, secrets, row, failures, refusal)
             self._deliveries.record(endpoint.id, [attempt])
             beat(done)
-            # A try without a request says nothing of whether the endpoint answers.
-            answered = attempt.code is not None if refusal is None else None
+            answered = _answered(attempt, refusal)
             if attempt.code == 410:
                 self._webhooks.set_enabled(endpoint.id, False, GONE_REASON)
                 # Not a failed try: the event waits, its count as it was, for `enable`.
@@ -306,6 +305,12 @@ class Heartbeat:
         if now - self._last >= 1.0:
             activity.heartbeat(*self._details)
             self._last = now
+
+
+def _answered(attempt: Attempt, refusal: str | None) -> bool | None:
+    """Whether the endpoint answered a try; None for a try without a request, which says
+    nothing of it."""
+    return attempt.code is not None if refusal is None else None
 
 
 def _after(cursor: int, replay: Replay | None) -> EventFilter:

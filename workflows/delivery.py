@@ -41,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 MAX_WAITING_EVENTS = 1_000  # held in lanes; beyond it the run stops reading new events
-SENDING_LANES = 4  # lanes sent at once: a dead endpoint holds at most this many threads
+SENDING_LANES = 4  # lanes sent at once while the endpoint answers (one while it does not)
 LANE_BATCH = 20  # events of one lane per activity
 MAX_EVENTS_PER_RUN = 2_000
 PAUSED_CHECK = timedelta(hours=1)  # how often a paused run looks at its endpoint again
@@ -179,9 +179,11 @@ class WebhookDeliveryWorkflow:
             async with self._sending:
                 if self._draining or self._paused or self._removed:
                     continue
+                # While there is no answer, one lane's try goes out; the others fail theirs.
                 probe = self._unanswered and not self._probing
                 send = probe or not self._unanswered
-                self._probing = self._probing or probe
+                if probe:
+                    self._probing = True
                 try:
                     result = await workflow.execute_activity_method(
                         WebhookActivities.send_lane,
